@@ -1,0 +1,89 @@
+# story-gateway: build, run, test and install.
+#
+#   make            build build/story-gateway
+#   make run        install missing packages (as root), build, start redis + lighttpd on :8080
+#   make test       install missing packages, build, unit + integration tests
+#   make install    PREFIX=/usr/local DESTDIR=
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  := $(PREFIX)/bin
+DATADIR := $(PREFIX)/share/story-gateway
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wwrite-strings
+PKGS    := fcgi hiredis jansson libjwt libcurl libsodium
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ifdef SANITIZER
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZER)
+endif
+
+CPPFLAGS += -Iinclude -D_GNU_SOURCE -DSG_DATADIR='"$(DATADIR)"' -MMD -MP
+ALL_CFLAGS = $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(WARN) -pthread
+LIBS     = $(PKG_LIBS) -lpthread -lm
+
+B := build
+SRCS     := $(sort $(wildcard fcgi/*.c handlers/*.c))
+OBJS     := $(SRCS:%.c=$(B)/%.o) $(B)/lua/scripts.o
+LIB_OBJS := $(filter-out $(B)/fcgi/main.o,$(OBJS))
+LUA      := $(sort $(wildcard lua/*.lua))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
+
+BIN := $(B)/story-gateway
+
+.PHONY: all run test check unit integration deps clean install format-check
+all: $(BIN)
+
+$(BIN): $(OBJS)
+	$(CC) $(LDFLAGS) -pthread -o $@ $^ $(LIBS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# Lua scripts are linked into the binary as data: one source of truth in lua/.
+$(B)/lua/scripts.o: $(LUA)
+	@mkdir -p $(dir $@)
+	ld -r -b binary -z noexecstack -o $@ $(LUA)
+
+$(B)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS) $(CMOCKA_LIBS)
+
+deps:
+	@scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run.sh
+
+test: deps
+	@$(MAKE) --no-print-directory check
+
+check: $(BIN) $(UNIT_BINS)
+	@tests/run.sh $(UNIT_BINS)
+
+unit: $(UNIT_BINS)
+	@tests/run.sh --unit-only $(UNIT_BINS)
+
+integration: $(BIN)
+	@tests/run.sh --integration-only
+
+install: $(BIN)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
+	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/story-gateway
+	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
+	cp -R www $(DESTDIR)$(DATADIR)/
+
+clean:
+	rm -rf $(B)
+
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
