@@ -1,0 +1,98 @@
+/* log: JSON lines on stderr. See include/log.h. */
+#include "log.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* Set once before threads start, read-only afterwards. */
+static enum log_level min_level = LOG_INFO;
+
+/* Serialises write(2) of whole lines. */
+static pthread_mutex_t log_write_lock = PTHREAD_MUTEX_INITIALIZER;
+
+bool log_parse_level(const char *s, enum log_level *out)
+{
+    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+        if (s != NULL && strcmp(s, level_names[i]) == 0) {
+            *out = (enum log_level)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+void log_set_level(enum log_level level)
+{
+    min_level = level;
+}
+
+bool log_enabled(enum log_level level)
+{
+    return level >= min_level;
+}
+
+static void log_timestamp(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000L);
+}
+
+static void log_write_all(const char *s, size_t len)
+{
+    pthread_mutex_lock(&log_write_lock);
+    while (len > 0) {
+        ssize_t w = write(STDERR_FILENO, s, len);
+        if (w <= 0)
+            break;
+        s += w;
+        len -= (size_t)w;
+    }
+    pthread_mutex_unlock(&log_write_lock);
+}
+
+void log_event(enum log_level level, const char *event, json_t *fields)
+{
+    char ts[40];
+    json_t *line = NULL;
+    char *text = NULL;
+
+    if (!log_enabled(level))
+        goto out;
+    log_timestamp(ts, sizeof ts);
+    line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "event", event);
+    if (line == NULL)
+        goto out;
+    if (fields != NULL)
+        json_object_update_missing(line, fields);
+    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (text == NULL)
+        goto out;
+    size_t len = strlen(text);
+    char *nl = realloc(text, len + 2);
+    if (nl == NULL)
+        goto out;
+    text = nl;
+    text[len] = '\n';
+    log_write_all(text, len + 1);
+out:
+    free(text);
+    json_decref(line);
+    json_decref(fields);
+}
+
+void log_message(enum log_level level, const char *event, const char *message)
+{
+    if (!log_enabled(level))
+        return;
+    log_event(level, event, json_pack("{s:s}", "message", message ? message : ""));
+}

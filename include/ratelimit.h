@@ -1,0 +1,64 @@
+/*
+ * ratelimit: the token bucket of SPEC 5.3 and its answers (5.4, 5.5).
+ *
+ * One EVALSHA of lua/token_bucket.lua per request, Redis TIME as the clock. The
+ * arithmetic that turns the script's reply into headers is kept pure so it can be
+ * tested without Redis. Thread-safe: no shared state.
+ */
+#ifndef SG_RATELIMIT_H
+#define SG_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "limits.h"
+#include "rconn.h"
+
+#define RATELIMIT_IDENTIFIER_MAX 128 /* "user:<sub>" or "ip:<bucket>" */
+#define RATELIMIT_HEADERS_MAX 512    /* bytes of the header block it writes */
+
+struct ratelimit_verdict {
+    const struct tier *tier; /* borrowed from the config */
+    bool allowed;
+    double tokens;      /* tokens left after this request (fractional) */
+    long remaining;     /* floor(tokens): RateLimit-Remaining */
+    long reset_after;   /* seconds until full, rounded up: "t" */
+    long reset_at;      /* Unix seconds when full, rounded up: RateLimit-Reset */
+    long retry_after;   /* refused only: seconds until one token, rounded up, >= 1, <= t */
+};
+
+/*
+ * Fills *v from the bucket state after a decision: tokens left (after taking one
+ * when allowed) and now, the clock of the decision in Unix seconds.
+ */
+void ratelimit_verdict_fill(struct ratelimit_verdict *v, const struct tier *tier, bool allowed,
+                            double tokens, double now);
+
+/*
+ * Charges one token to (tier, identifier) in Redis: one EVALSHA, with SCRIPT LOAD
+ * and a second try after NOSCRIPT. identifier borrowed, at most
+ * RATELIMIT_IDENTIFIER_MAX bytes. Returns 0 with *v filled, or -1 when Redis
+ * could not decide (unreachable, timeout, unexpected reply).
+ */
+int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *identifier,
+                     struct ratelimit_verdict *v);
+
+/*
+ * Writes the header lines of SPEC 5.4 ("Name: value\r\n" each: RateLimit-Limit,
+ * RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, RateLimit), plus
+ * Retry-After when refused, into buf. Returns the length, or -1 if it does not fit.
+ */
+int ratelimit_headers(const struct ratelimit_verdict *v, char *buf, size_t len);
+
+/* The 429 body of SPEC 5.5 ({"error",...,"detail":{...}}). New reference. */
+json_t *ratelimit_body(const struct ratelimit_verdict *v);
+
+/* The RFC 9457 problem document of SPEC 5.5. New reference. */
+json_t *ratelimit_problem(const struct ratelimit_verdict *v);
+
+/* The tier's rate in its shortest decimal form ("0.5", "2") into buf. */
+void ratelimit_format_rate(double rate, char *buf, size_t len);
+
+#endif

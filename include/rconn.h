@@ -1,0 +1,69 @@
+/*
+ * rconn: one thread's Redis connection (hiredis 0.14), with connect and command
+ * timeouts, and reconnection with backoff after any error.
+ *
+ * A context that returned an I/O or protocol error is freed and never reused; the
+ * next rconn_get after the backoff connects again (AUTH, SELECT, SCRIPT LOAD).
+ * Each thread owns its struct rconn: not shared, no locking. The process-wide
+ * outage state (one warning when an outage starts, one info line when it ends) is
+ * kept with atomics and is thread-safe.
+ */
+#ifndef SG_RCONN_H
+#define SG_RCONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+
+#define RCONN_CONNECT_TIMEOUT_MS 500
+#define RCONN_COMMAND_TIMEOUT_MS 500
+#define RCONN_BACKOFF_MIN_MS 50
+#define RCONN_BACKOFF_MAX_MS 1000
+#define RCONN_SHA_LEN 40
+
+struct rconn {
+    const struct config_redis *target; /* borrowed from the config */
+    redisContext *ctx;                 /* owned; NULL while disconnected */
+    char script_sha[RCONN_SHA_LEN + 1]; /* token bucket script, "" until loaded */
+    struct timespec next_try;          /* CLOCK_MONOTONIC; no connect before it */
+    long backoff_ms;
+};
+
+/* Prepares rc for target (borrowed; must outlive rc). Does not connect. */
+void rconn_init(struct rconn *rc, const struct config_redis *target);
+
+/* Frees the context. rc may be NULL. */
+void rconn_close(struct rconn *rc);
+
+/*
+ * A connected context (borrowed, valid until the next rconn_* call), connecting
+ * first if needed; NULL while Redis is unreachable or in backoff.
+ */
+redisContext *rconn_get(struct rconn *rc);
+
+/*
+ * Runs one command given as argv (borrowed; binary-safe through lens, which may be
+ * NULL for NUL-terminated strings). Returns the reply (caller frees with
+ * freeReplyObject), which may be a REDIS_REPLY_ERROR; or NULL when Redis is
+ * unreachable or the connection failed, in which case the connection is dropped
+ * and the outage recorded.
+ */
+redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens);
+
+/* Records a failure on rc: drops the connection and schedules a reconnect. */
+void rconn_fail(struct rconn *rc);
+
+/* The Lua source of the token bucket (lua/token_bucket.lua), borrowed, not NUL-terminated. */
+const char *rconn_script(size_t *len);
+
+/* Process-wide: true while the last command of any thread failed to reach Redis. */
+bool rconn_outage(void);
+
+/* Process-wide: counts one request let through without a rate decision (fail mode open). */
+void rconn_count_passed(void);
+
+#endif
