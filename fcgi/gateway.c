@@ -1,0 +1,245 @@
+/* gateway: the request path, start to finish. See include/gateway.h. */
+#include "gateway.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "clientip.h"
+#include "identity.h"
+#include "localbucket.h"
+#include "log.h"
+#include "ratelimit.h"
+#include "request.h"
+#include "response.h"
+#include "router.h"
+
+/* Who is calling: a valid user, or an address (also for an invalid token). */
+struct gateway_caller {
+    enum identity_status status;
+    char sub[IDENTITY_SUB_MAX + 1];
+    char identifier[RATELIMIT_IDENTIFIER_MAX + 1]; /* "user:<sub>" or "ip:<bucket>" */
+};
+
+/* The outcome of charging a bucket. */
+struct gateway_charge {
+    bool decided; /* false: fail mode open let it through without a verdict */
+    struct ratelimit_verdict verdict;
+};
+
+static void gateway_client_ip(const struct config *cfg, const struct request *req,
+                              char out[CLIENTIP_TEXT_MAX])
+{
+    struct clientip_addr addr;
+    bool malformed = false;
+
+    if (!clientip_resolve(req->remote_addr, req->forwarded_for, &cfg->trusted_proxies, &addr,
+                          &malformed)) {
+        snprintf(out, CLIENTIP_TEXT_MAX, "unknown");
+        return;
+    }
+    clientip_bucket(&addr, out);
+    if (malformed)
+        log_event(LOG_WARN, "xff_malformed",
+                  json_pack("{s:s, s:s}", "client", out, "hint",
+                            "a trusted proxy sent a malformed X-Forwarded-For entry"));
+}
+
+static void gateway_identify(const struct config *cfg, const struct request *req,
+                             struct gateway_caller *caller)
+{
+    char ip[CLIENTIP_TEXT_MAX];
+
+    caller->sub[0] = '\0';
+    caller->status = identity_check(req->authorization, cfg->jwt_secret, cfg->jwt_secret_len,
+                                    time(NULL), caller->sub);
+    if (caller->status == IDENTITY_USER) {
+        snprintf(caller->identifier, sizeof caller->identifier, "user:%s", caller->sub);
+        return;
+    }
+    gateway_client_ip(cfg, req, ip);
+    snprintf(caller->identifier, sizeof caller->identifier, "ip:%s", ip);
+}
+
+static const struct tier *gateway_tier(const struct config *cfg, enum router_class class_,
+                                       const struct gateway_caller *caller)
+{
+    bool user = caller->status == IDENTITY_USER;
+    const char *name;
+
+    switch (class_) {
+    case ROUTER_CLASS_AI: name = user ? TIER_AI_AUTH : TIER_AI_ANON; break;
+    case ROUTER_CLASS_AUTH: name = TIER_AUTH; break;
+    default: name = user ? TIER_API_AUTH : TIER_API_ANON; break;
+    }
+    return limits_find(&cfg->limits, name);
+}
+
+static double gateway_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static bool gateway_wants_problem(const struct request *req)
+{
+    return req->accept != NULL && strcasestr(req->accept, "application/problem+json") != NULL;
+}
+
+static void gateway_refuse(const struct request *req, const struct gateway_caller *caller,
+                           const struct ratelimit_verdict *v, struct response *resp)
+{
+    if (gateway_wants_problem(req)) {
+        response_json(resp, 429, ratelimit_problem(v));
+        resp->content_type = "application/problem+json";
+    } else {
+        response_json(resp, 429, ratelimit_body(v));
+    }
+    log_event(LOG_WARN, "rate_limited",
+              json_pack("{s:s, s:s, s:s, s:f, s:i}", "identifier", caller->identifier, "tier",
+                        v->tier->name, "path", req->path, "tokens_remaining",
+                        floor(v->tokens * 1000.0 + 0.5) / 1000.0, "retry_after",
+                        (int)v->retry_after));
+}
+
+/*
+ * Charges the caller's bucket. Returns 0 when the request may go on, or -1 when
+ * resp already holds the answer (429, or 503 in fail mode closed).
+ */
+static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *tier,
+                                   const struct gateway_caller *caller,
+                                   const struct request *req, struct gateway_charge *charge,
+                                   struct response *resp)
+{
+    charge->decided = true;
+    if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) != 0) {
+        switch (w->cfg->fail_mode) {
+        case FAIL_OPEN:
+            charge->decided = false;
+            rconn_count_passed();
+            return 0;
+        case FAIL_CLOSED:
+            charge->decided = false;
+            response_detail(resp, 503, "Service temporarily unavailable");
+            response_header(resp, "Retry-After", "1");
+            return -1;
+        case FAIL_LOCAL:
+            localbucket_charge(tier, caller->identifier, gateway_now(), &charge->verdict);
+            break;
+        }
+    }
+    if (charge->verdict.allowed)
+        return 0;
+    gateway_refuse(req, caller, &charge->verdict, resp);
+    return -1;
+}
+
+/* Reads and checks the body a route takes. 0, or -1 with the 4xx in resp. */
+static int gateway_body_or_reply(const struct router_route *route, struct request *req,
+                                 char **envp, FCGX_Stream *in, struct response *resp)
+{
+    if (route->body == ROUTER_BODY_NONE)
+        return 0;
+    switch (request_read_body(req, envp, in)) {
+    case REQUEST_BODY_TOO_LARGE:
+        response_detail(resp, 413, "Request body too large (limit 65536 bytes)");
+        return -1;
+    case REQUEST_BODY_BAD:
+        response_detail(resp, 400, "Malformed request body");
+        return -1;
+    case REQUEST_BODY_OK:
+        break;
+    }
+    bool form_ok = route->body == ROUTER_BODY_JSON_OR_FORM;
+    if (req->content == REQUEST_CONTENT_JSON || (form_ok && req->content == REQUEST_CONTENT_FORM))
+        return 0;
+    if (req->content == REQUEST_CONTENT_NONE && req->body_len == 0)
+        return 0;
+    response_detail(resp, 415, form_ok ? "Content-Type must be application/json or "
+                                         "application/x-www-form-urlencoded"
+                                       : "Content-Type must be application/json");
+    return -1;
+}
+
+static void gateway_unauthorized(struct response *resp, bool invalid_token)
+{
+    if (invalid_token) {
+        response_detail(resp, 401, "Could not validate credentials");
+        response_header(resp, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    } else {
+        response_detail(resp, 401, "Not authenticated");
+        response_header(resp, "WWW-Authenticate", "Bearer");
+    }
+}
+
+static void gateway_run(struct gateway_worker *w, const struct router_route *route,
+                        const char *param, const char *user, struct request *req,
+                        struct response *resp)
+{
+    struct handler_ctx ctx = {w->cfg, &w->redis, req, user, param[0] ? param : NULL};
+
+    if (route->handler == NULL) {
+        response_detail(resp, 501, "Not Implemented");
+        return;
+    }
+    route->handler(&ctx, resp);
+}
+
+static void gateway_dispatch(struct gateway_worker *w, struct request *req,
+                             struct response *resp)
+{
+    const struct router_route *route = NULL;
+    char param[HANDLER_PARAM_MAX + 1] = "", allow[ROUTER_ALLOW_MAX] = "";
+    struct gateway_caller caller;
+    struct gateway_charge charge = {0};
+    char lines[RATELIMIT_HEADERS_MAX];
+
+    enum router_result rr = req->path_too_long
+                                ? ROUTER_NOT_FOUND
+                                : router_match(req->method, req->path, &route, param, allow);
+    if (rr == ROUTER_FOUND && route->class_ == ROUTER_CLASS_NONE) {
+        gateway_run(w, route, param, NULL, req, resp);
+        return;
+    }
+    gateway_identify(w->cfg, req, &caller);
+    const struct tier *tier =
+        gateway_tier(w->cfg, rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API, &caller);
+    if (gateway_charge_or_reply(w, tier, &caller, req, &charge, resp) != 0)
+        goto headers;
+    if (caller.status == IDENTITY_INVALID) {
+        gateway_unauthorized(resp, true);
+    } else if (rr == ROUTER_NOT_FOUND) {
+        response_detail(resp, 404, "Not Found");
+    } else if (rr == ROUTER_METHOD_NOT_ALLOWED) {
+        response_detail(resp, 405, "Method Not Allowed");
+        response_header(resp, "Allow", allow);
+    } else if (route->needs_user && caller.status != IDENTITY_USER) {
+        gateway_unauthorized(resp, false);
+    } else if (gateway_body_or_reply(route, req, w->fcgx.envp, w->fcgx.in, resp) == 0) {
+        gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL, req,
+                    resp);
+    }
+headers:
+    if (charge.decided) {
+        int n = ratelimit_headers(&charge.verdict, lines, sizeof lines);
+        if (n > 0)
+            response_headers_raw(resp, lines, (size_t)n);
+    }
+}
+
+void gateway_handle(struct gateway_worker *w)
+{
+    struct request req;
+    struct response resp;
+
+    request_init(&req, w->fcgx.envp);
+    response_init(&resp);
+    gateway_dispatch(w, &req, &resp);
+    response_header(&resp, "Cache-Control", "no-store");
+    response_header(&resp, "X-Content-Type-Options", "nosniff");
+    response_write(&resp, w->fcgx.out);
+    response_free(&resp);
+    request_free(&req);
+}

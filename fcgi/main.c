@@ -1,0 +1,134 @@
+/*
+ * main: the story-gateway FastCGI process.
+ *
+ * Loads and checks the configuration, then runs GATEWAY_THREADS request threads on
+ * the FastCGI socket it was given on fd 0 (lighttpd's bin-path, Apache mod_fcgid,
+ * spawn-fcgi). libfcgi cannot multiplex, so FCGX_Accept_r is serialised by one
+ * mutex; each thread then owns its request, its Redis connection and its state.
+ */
+#include <libgen.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <fcgiapp.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "accounts.h"
+#include "config.h"
+#include "gateway.h"
+#include "log.h"
+
+/* Serialises FCGX_Accept_r: libfcgi allows one accepting thread at a time. */
+static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *main_getenv(const char *name)
+{
+    return getenv(name);
+}
+
+/* limits.json beside the build (<repo>/build/story-gateway -> <repo>/limits.json),
+ * else the installed one. */
+static void main_default_limits(char *out, size_t len)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+    if (n > 0) {
+        exe[n] = '\0';
+        snprintf(out, len, "%s/../limits.json", dirname(exe));
+        if (access(out, R_OK) == 0)
+            return;
+    }
+    snprintf(out, len, "%s/limits.json", SG_DATADIR);
+}
+
+static void *main_worker(void *arg)
+{
+    struct gateway_worker *w = arg;
+
+    for (;;) {
+        pthread_mutex_lock(&accept_lock);
+        int rc = FCGX_Accept_r(&w->fcgx);
+        pthread_mutex_unlock(&accept_lock);
+        if (rc < 0)
+            break;
+        gateway_handle(w);
+        FCGX_Finish_r(&w->fcgx);
+    }
+    return NULL;
+}
+
+static int main_init(struct config *cfg)
+{
+    char err[512], limits[PATH_MAX + 32];
+
+    if (sodium_init() < 0) {
+        fprintf(stderr, "story-gateway: libsodium failed to initialise\n");
+        return -1;
+    }
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "story-gateway: libcurl failed to initialise\n");
+        return -1;
+    }
+    json_object_seed(0);
+    main_default_limits(limits, sizeof limits);
+    if (config_load(cfg, main_getenv, limits, err, sizeof err) != 0) {
+        fprintf(stderr, "story-gateway: %s\n", err);
+        return -1;
+    }
+    log_set_level(cfg->log_level);
+    if (accounts_init() != 0) {
+        fprintf(stderr, "story-gateway: password hashing failed to initialise\n");
+        return -1;
+    }
+    if (FCGX_Init() != 0) {
+        fprintf(stderr, "story-gateway: libfcgi failed to initialise\n");
+        return -1;
+    }
+    config_log_summary(cfg);
+    return 0;
+}
+
+int main(void)
+{
+    static struct config cfg;
+    struct gateway_worker *workers = NULL;
+    pthread_t *threads = NULL;
+    int started = 0, status = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    if (main_init(&cfg) != 0)
+        goto out;
+    workers = calloc((size_t)cfg.threads, sizeof *workers);
+    threads = calloc((size_t)cfg.threads, sizeof *threads);
+    if (workers == NULL || threads == NULL)
+        goto out;
+    for (int i = 0; i < cfg.threads; i++) {
+        workers[i].cfg = &cfg;
+        rconn_init(&workers[i].redis, &cfg.redis);
+        FCGX_InitRequest(&workers[i].fcgx, 0, 0);
+        if (pthread_create(&threads[i], NULL, main_worker, &workers[i]) != 0) {
+            log_message(LOG_ERROR, "startup", "could not start a request thread");
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++)
+        pthread_join(threads[i], NULL);
+    status = started == cfg.threads ? 0 : 1;
+out:
+    for (int i = 0; workers != NULL && i < started; i++)
+        rconn_close(&workers[i].redis);
+    free(workers);
+    free(threads);
+    config_free(&cfg);
+    curl_global_cleanup();
+    return status;
+}

@@ -1,0 +1,290 @@
+/* accounts: sign-up, log-in and the caller's account. See include/accounts.h. */
+#include "accounts.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <sodium.h>
+
+#include "identity.h"
+#include "log.h"
+#include "validate.h"
+
+#define ACCOUNTS_ID_BYTES 16
+#define ACCOUNTS_ID_HEX (ACCOUNTS_ID_BYTES * 2)
+#define ACCOUNTS_KEY_MAX (ACCOUNTS_EMAIL_MAX * 4 + 32)
+#define ACCOUNTS_TIME_MAX 32
+
+/* Hash of a random password, checked when the e-mail is unknown. Written once by
+ * accounts_init before the threads start; read-only afterwards. */
+static char decoy_hash[crypto_pwhash_STRBYTES];
+
+static const char UNAVAILABLE[] = "Service temporarily unavailable";
+static const char BAD_LOGIN[] = "Incorrect email or password";
+
+int accounts_init(void)
+{
+    char password[33];
+
+    randombytes_buf(password, sizeof password - 1);
+    password[sizeof password - 1] = '\0';
+    int rc = crypto_pwhash_str_alg(decoy_hash, password, sizeof password - 1,
+                                   ACCOUNTS_PWHASH_OPSLIMIT, ACCOUNTS_PWHASH_MEMLIMIT,
+                                   crypto_pwhash_ALG_ARGON2ID13);
+    sodium_memzero(password, sizeof password);
+    return rc == 0 ? 0 : -1;
+}
+
+bool accounts_email_normalise(const char *email, char out[ACCOUNTS_EMAIL_MAX * 4 + 1])
+{
+    size_t len = strlen(email), ats = 0, at = 0;
+
+    if (len == 0 || len > ACCOUNTS_EMAIL_MAX * 4 || validate_utf8_length(email) > ACCOUNTS_EMAIL_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)email[i];
+        if (c <= ' ' || c == 0x7f)
+            return false;
+        if (c == '@') {
+            ats++;
+            at = i;
+        }
+        out[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : (char)c;
+    }
+    out[len] = '\0';
+    return ats == 1 && at > 0 && at < len - 1;
+}
+
+static void accounts_unavailable(struct response *resp)
+{
+    response_detail(resp, 503, UNAVAILABLE);
+    response_header(resp, "Retry-After", "1");
+}
+
+static void accounts_now_iso(char out[ACCOUNTS_TIME_MAX])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(out, ACCOUNTS_TIME_MAX, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void accounts_new_id(char out[ACCOUNTS_ID_HEX + 1])
+{
+    unsigned char raw[ACCOUNTS_ID_BYTES];
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(out, ACCOUNTS_ID_HEX + 1, raw, sizeof raw);
+}
+
+/* A bearer token answer; NULL when the token could not be issued. */
+static json_t *accounts_token(const struct config *cfg, const char *id)
+{
+    char *token = identity_issue(cfg->jwt_secret, cfg->jwt_secret_len, id, time(NULL),
+                                 cfg->jwt_ttl);
+    if (token == NULL)
+        return NULL;
+    json_t *out = json_pack("{s:s, s:s}", "access_token", token, "token_type", "bearer");
+    free(token);
+    return out;
+}
+
+/* Runs a command and expects a reply; NULL (503 set) when Redis is unreachable or errs. */
+static redisReply *accounts_redis(struct handler_ctx *ctx, struct response *resp, int argc,
+                                  const char **argv)
+{
+    redisReply *r = rconn_command(ctx->redis, argc, argv, NULL);
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        log_event(LOG_ERROR, "redis_error", json_pack("{s:s, s:s}", "command", argv[0],
+                                                      "error", r->str));
+        freeReplyObject(r);
+        r = NULL;
+    }
+    if (r == NULL)
+        accounts_unavailable(resp);
+    return r;
+}
+
+/* Stores the user hash, then claims the e-mail. Returns 0, 1 when taken, -1 on error. */
+static int accounts_store(struct handler_ctx *ctx, struct response *resp, const char *id,
+                          const char *email, const char *hash, const char *created)
+{
+    char user_key[64], email_key[ACCOUNTS_KEY_MAX];
+    redisReply *r;
+
+    snprintf(user_key, sizeof user_key, "{u:%s}:user", id);
+    snprintf(email_key, sizeof email_key, "user_email:%s", email);
+    const char *hset[] = {"HSET", user_key, "id", id, "email", email,
+                          "password_hash", hash, "created_at", created};
+    if ((r = accounts_redis(ctx, resp, 10, hset)) == NULL)
+        return -1;
+    freeReplyObject(r);
+    const char *claim[] = {"SET", email_key, id, "NX"};
+    if ((r = accounts_redis(ctx, resp, 4, claim)) == NULL)
+        return -1;
+    bool taken = r->type == REDIS_REPLY_NIL;
+    freeReplyObject(r);
+    if (taken) {
+        const char *del[] = {"DEL", user_key};
+        freeReplyObject(rconn_command(ctx->redis, 2, del, NULL));
+    }
+    return taken ? 1 : 0;
+}
+
+void accounts_signup(struct handler_ctx *ctx, struct response *resp)
+{
+    char email[ACCOUNTS_EMAIL_MAX * 4 + 1], id[ACCOUNTS_ID_HEX + 1];
+    char hash[crypto_pwhash_STRBYTES], created[ACCOUNTS_TIME_MAX];
+    json_t *body = validate_body_object_or_reply(ctx->req, resp), *answer = NULL;
+    const char *raw_email, *password;
+
+    if (body == NULL)
+        return;
+    if ((raw_email = validate_string_or_reply(body, "email", 1, ACCOUNTS_EMAIL_MAX, resp)) == NULL ||
+        (password = validate_string_or_reply(body, "password", ACCOUNTS_PASSWORD_MIN,
+                                             ACCOUNTS_PASSWORD_MAX, resp)) == NULL)
+        goto out;
+    if (!accounts_email_normalise(raw_email, email)) {
+        response_invalid(resp, "body", "email", "value is not a valid email address",
+                         "value_error");
+        goto out;
+    }
+    if (crypto_pwhash_str_alg(hash, password, strlen(password), ACCOUNTS_PWHASH_OPSLIMIT,
+                              ACCOUNTS_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        response_detail(resp, 500, "Internal Server Error");
+        goto out;
+    }
+    accounts_new_id(id);
+    accounts_now_iso(created);
+    int stored = accounts_store(ctx, resp, id, email, hash, created);
+    if (stored != 0) {
+        if (stored == 1)
+            response_detail(resp, 409, "Email already registered");
+        goto out;
+    }
+    if ((answer = accounts_token(ctx->cfg, id)) == NULL) {
+        response_detail(resp, 500, "Internal Server Error");
+        goto out;
+    }
+    json_object_set_new(answer, "user", json_pack("{s:s, s:s, s:s}", "id", id, "email", email,
+                                                  "created_at", created));
+    response_json(resp, 201, answer);
+out:
+    sodium_memzero(hash, sizeof hash);
+    json_decref(body);
+}
+
+/* The e-mail and password of a login, JSON or form; new strings in *email, *password. */
+static int accounts_login_fields(const struct request *req, struct response *resp, char **email,
+                                 char **password)
+{
+    if (req->content == REQUEST_CONTENT_FORM) {
+        const char *names[] = {"username", "password"};
+        char **outs[] = {email, password};
+        for (int i = 0; i < 2; i++) {
+            int got = request_form_value(req->body ? req->body : "", req->body_len, names[i],
+                                         outs[i]);
+            if (got <= 0) {
+                response_invalid(resp, "body", names[i], got == 0 ? "Field required"
+                                                                  : "Invalid form value",
+                                 got == 0 ? "missing" : "value_error");
+                return -1;
+            }
+        }
+        return 0;
+    }
+    json_t *body = validate_body_object_or_reply(req, resp);
+    const char *e = NULL, *p = NULL;
+    if (body != NULL &&
+        (e = validate_string_or_reply(body, "email", 0, ACCOUNTS_EMAIL_MAX, resp)) != NULL &&
+        (p = validate_string_or_reply(body, "password", 0, ACCOUNTS_PASSWORD_MAX, resp)) != NULL) {
+        *email = strdup(e);
+        *password = strdup(p);
+    }
+    json_decref(body);
+    return (e != NULL && p != NULL && *email != NULL && *password != NULL) ? 0 : -1;
+}
+
+/* The stored id and hash for email; *found false when unknown. -1 when Redis failed. */
+static int accounts_lookup(struct handler_ctx *ctx, struct response *resp, const char *email,
+                           bool *found, char id[ACCOUNTS_ID_HEX + 1],
+                           char hash[crypto_pwhash_STRBYTES])
+{
+    char key[ACCOUNTS_KEY_MAX];
+    redisReply *r;
+
+    *found = false;
+    snprintf(key, sizeof key, "user_email:%s", email);
+    const char *get[] = {"GET", key};
+    if ((r = accounts_redis(ctx, resp, 2, get)) == NULL)
+        return -1;
+    if (r->type == REDIS_REPLY_STRING && r->len == ACCOUNTS_ID_HEX) {
+        memcpy(id, r->str, ACCOUNTS_ID_HEX + 1);
+        *found = true;
+    }
+    freeReplyObject(r);
+    if (!*found)
+        return 0;
+    snprintf(key, sizeof key, "{u:%s}:user", id);
+    const char *hget[] = {"HGET", key, "password_hash"};
+    if ((r = accounts_redis(ctx, resp, 3, hget)) == NULL)
+        return -1;
+    *found = r->type == REDIS_REPLY_STRING && r->len < crypto_pwhash_STRBYTES;
+    if (*found)
+        memcpy(hash, r->str, r->len + 1);
+    freeReplyObject(r);
+    return 0;
+}
+
+void accounts_login(struct handler_ctx *ctx, struct response *resp)
+{
+    char *email_in = NULL, *password = NULL, email[ACCOUNTS_EMAIL_MAX * 4 + 1];
+    char id[ACCOUNTS_ID_HEX + 1], hash[crypto_pwhash_STRBYTES];
+    bool found = false;
+
+    if (accounts_login_fields(ctx->req, resp, &email_in, &password) != 0)
+        goto out;
+    if (accounts_email_normalise(email_in, email) &&
+        accounts_lookup(ctx, resp, email, &found, id, hash) != 0)
+        goto out;
+    /* Same work whether or not the address is known: verify against the decoy. */
+    bool match = crypto_pwhash_str_verify(found ? hash : decoy_hash, password,
+                                          strlen(password)) == 0;
+    if (!found || !match) {
+        response_detail(resp, 401, BAD_LOGIN);
+        response_header(resp, "WWW-Authenticate", "Bearer");
+        goto out;
+    }
+    json_t *answer = accounts_token(ctx->cfg, id);
+    if (answer == NULL)
+        response_detail(resp, 500, "Internal Server Error");
+    else
+        response_json(resp, 200, answer);
+out:
+    if (password != NULL)
+        sodium_memzero(password, strlen(password));
+    free(password);
+    free(email_in);
+}
+
+void accounts_me(struct handler_ctx *ctx, struct response *resp)
+{
+    char key[64];
+    redisReply *r;
+
+    snprintf(key, sizeof key, "{u:%s}:user", ctx->user);
+    const char *hmget[] = {"HMGET", key, "id", "email", "created_at"};
+    if ((r = accounts_redis(ctx, resp, 5, hmget)) == NULL)
+        return;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
+        r->element[2]->type != REDIS_REPLY_STRING) {
+        response_detail(resp, 401, "Could not validate credentials");
+        response_header(resp, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+    } else {
+        response_json(resp, 200, json_pack("{s:s, s:s, s:s}", "id", r->element[0]->str,
+                                           "email", r->element[1]->str, "created_at",
+                                           r->element[2]->str));
+    }
+    freeReplyObject(r);
+}

@@ -1,0 +1,23 @@
+/*
+ * gateway: one request through the whole path: route, identify, charge the
+ * bucket (or refuse), run the handler, write the answer with its rate-limit
+ * headers. Each request thread owns one struct gateway_worker.
+ */
+#ifndef SG_GATEWAY_H
+#define SG_GATEWAY_H
+
+#include <fcgiapp.h>
+
+#include "config.h"
+#include "rconn.h"
+
+struct gateway_worker {
+    FCGX_Request fcgx;        /* this thread's request */
+    struct rconn redis;       /* this thread's Redis connection */
+    const struct config *cfg; /* borrowed, read-only */
+};
+
+/* Answers the request just accepted on w->fcgx. Never fails: errors are answers. */
+void gateway_handle(struct gateway_worker *w);
+
+#endif
