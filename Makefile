@@ -25,7 +25,7 @@ CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
-CPPFLAGS += -Iinclude -D_GNU_SOURCE -DSG_DATADIR='"$(DATADIR)"' -MMD -MP
+CPPFLAGS += -iquote include -D_GNU_SOURCE -DSG_DATADIR='"$(DATADIR)"' -MMD -MP
 ALL_CFLAGS = $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(WARN) -pthread
 LIBS     = $(PKG_LIBS) -lpthread -lm
 

@@ -73,7 +73,7 @@ static const struct tier *gateway_tier(const struct config *cfg, enum router_cla
     case ROUTER_CLASS_AUTH: name = TIER_AUTH; break;
     default: name = user ? TIER_API_AUTH : TIER_API_ANON; break;
     }
-    return limits_find(&cfg->limits, name);
+    return tiers_find(&cfg->tiers, name);
 }
 
 static double gateway_now(void)

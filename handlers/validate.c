@@ -46,7 +46,7 @@ json_t *validate_body_object_or_reply(const struct request *req, struct response
         response_invalid(resp, "body", NULL, "Field required", "missing");
         return NULL;
     }
-    doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &error);
+    doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &error);
     if (doc == NULL) {
         char msg[200];
         snprintf(msg, sizeof msg, "JSON decode error: %s", error.text);

@@ -12,7 +12,7 @@
 #include <stddef.h>
 
 #include "clientip.h"
-#include "limits.h"
+#include "tiers.h"
 #include "log.h"
 
 #define CONFIG_SECRET_MAX 512
@@ -46,7 +46,7 @@ struct config {
     int threads;                  /* 1 .. CONFIG_THREADS_MAX */
     bool development;             /* ENVIRONMENT=development */
     enum log_level log_level;
-    struct limits limits;         /* loaded from limits_file */
+    struct tiers tiers;           /* loaded from limits_file */
 };
 
 /* Looks a variable up; NULL when unset. getenv() fits; tests pass their own. */

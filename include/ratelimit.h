@@ -13,11 +13,12 @@
 
 #include <jansson.h>
 
-#include "limits.h"
+#include "tiers.h"
 #include "rconn.h"
 
 #define RATELIMIT_IDENTIFIER_MAX 128 /* "user:<sub>" or "ip:<bucket>" */
 #define RATELIMIT_HEADERS_MAX 512    /* bytes of the header block it writes */
+#define RATELIMIT_RATE_TEXT_MAX 32   /* bytes ratelimit_format_rate may need, NUL included */
 
 struct ratelimit_verdict {
     const struct tier *tier; /* borrowed from the config */
@@ -46,6 +47,15 @@ int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *iden
                      struct ratelimit_verdict *v);
 
 /*
+ * The middle of ratelimit_charge, exposed for its table-driven test: checks the
+ * script's reply (borrowed) strictly, {integer 0|1, string holding a finite double,
+ * TIME seconds, TIME microseconds (strings or integers)}, and fills *v from it.
+ * Returns 0, or -1 for any other shape, with *v untouched.
+ */
+int ratelimit_reply_verdict(const redisReply *reply, const struct tier *tier,
+                            struct ratelimit_verdict *v);
+
+/*
  * Writes the header lines of SPEC 5.4 ("Name: value\r\n" each: RateLimit-Limit,
  * RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, RateLimit), plus
  * Retry-After when refused, into buf. Returns the length, or -1 if it does not fit.
@@ -58,7 +68,12 @@ json_t *ratelimit_body(const struct ratelimit_verdict *v);
 /* The RFC 9457 problem document of SPEC 5.5. New reference. */
 json_t *ratelimit_problem(const struct ratelimit_verdict *v);
 
-/* The tier's rate in its shortest decimal form ("0.5", "2") into buf. */
+/*
+ * The tier's rate in its shortest decimal form ("0.5", "2") into buf: the fewest
+ * significant digits that read back as the same double, in plain notation (1e6 is
+ * "1000000"); exponent notation only below 1e-6 or from 1e21 on. buf gets "" when
+ * the text does not fit in len bytes (RATELIMIT_RATE_TEXT_MAX always fits).
+ */
 void ratelimit_format_rate(double rate, char *buf, size_t len);
 
 #endif

@@ -1,20 +1,20 @@
 /*
- * limits: the tier table of SPEC 5.1, loaded from limits.json.
+ * tiers: the tier table of SPEC 5.1, loaded from limits.json.
  *
  * {"tiers": {"ai_authenticated": {"tokens_per_second": 2, "burst_capacity": 5,
  *                                 "description": "..."}, ...}}
  *
  * Loaded once at start-up; read-only afterwards, so any thread may read it.
  */
-#ifndef SG_LIMITS_H
-#define SG_LIMITS_H
+#ifndef SG_TIERS_H
+#define SG_TIERS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#define LIMITS_TIER_NAME_MAX 64     /* bytes, without the NUL */
-#define LIMITS_TIERS_MAX 64         /* tiers in one file */
-#define LIMITS_FILE_MAX (256 * 1024) /* bytes of limits.json */
+#define TIERS_TIER_NAME_MAX 64     /* bytes, without the NUL */
+#define TIERS_MAX 64         /* tiers in one file */
+#define TIERS_FILE_MAX (256 * 1024) /* bytes of limits.json */
 
 /* The five tiers the gateway itself picks (SPEC 5.1); a file must define all five. */
 #define TIER_AI_AUTH "ai_authenticated"
@@ -24,15 +24,15 @@
 #define TIER_AUTH "auth"
 
 struct tier {
-    char name[LIMITS_TIER_NAME_MAX + 1]; /* [A-Za-z0-9_.-]+ */
+    char name[TIERS_TIER_NAME_MAX + 1]; /* [A-Za-z0-9_.-]+ */
     double rate;                         /* tokens_per_second, > 0, finite, <= 1e6 */
     long capacity;                       /* burst_capacity, whole number 1..1e9 */
     long ttl;                            /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
     long refill_seconds;                 /* ceil(capacity / rate): the "w" of RateLimit-Policy */
 };
 
-struct limits {
-    struct tier tiers[LIMITS_TIERS_MAX];
+struct tiers {
+    struct tier tiers[TIERS_MAX];
     size_t count;
 };
 
@@ -42,13 +42,13 @@ struct limits {
  * Returns 0, or -1 with a one-line reason in err (never longer than errlen).
  * *out is written only on success.
  */
-int limits_parse(const char *json, size_t len, bool development, struct limits *out,
+int tiers_parse(const char *json, size_t len, bool development, struct tiers *out,
                  char *err, size_t errlen);
 
-/* Reads the file at path (at most LIMITS_FILE_MAX bytes) and parses it as above. */
-int limits_load(const char *path, bool development, struct limits *out, char *err, size_t errlen);
+/* Reads the file at path (at most TIERS_FILE_MAX bytes) and parses it as above. */
+int tiers_load(const char *path, bool development, struct tiers *out, char *err, size_t errlen);
 
 /* The tier called name, or NULL. limits and name borrowed. */
-const struct tier *limits_find(const struct limits *limits, const char *name);
+const struct tier *tiers_find(const struct tiers *limits, const char *name);
 
 #endif
