@@ -74,7 +74,7 @@ void log_event(enum log_level level, const char *event, json_t *fields)
         goto out;
     if (fields != NULL)
         json_object_update_missing(line, fields);
-    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     if (text == NULL)
         goto out;
     size_t len = strlen(text);

@@ -44,4 +44,6 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 
 echo "story-gateway on http://$BIND:$PORT/  (logs: var/lighttpd-error.log; Ctrl-C stops)"
-lighttpd -D -f "$root/lighttpd.conf" || true
+# lighttpd -D leaves its stderr (and so the gateway's JSON log lines) on ours:
+# show it and keep it in the error log too.
+lighttpd -D -f "$root/lighttpd.conf" 2> >(tee -a "$SG_VAR/lighttpd-error.log" >&2) || true
