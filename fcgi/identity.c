@@ -21,6 +21,7 @@
 #include "identity.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +31,8 @@
 #include <jwt.h>
 #include <sodium.h>
 
-/*
- * <limits.h> is shadowed by the project's include/tiers.h under -Iinclude, so the
- * compiler's own INT_MAX is used: jwt_decode() and jwt_set_alg() take the key length
- * as an int.
- */
-#define IDENTITY_KEY_LEN_MAX ((size_t)__INT_MAX__)
+/* jwt_decode() and jwt_set_alg() take the key length as an int. */
+#define IDENTITY_KEY_LEN_MAX ((size_t)INT_MAX)
 /* Bytes of an Authorization value read: the token plus room for trailing blanks. */
 #define IDENTITY_VALUE_MAX (IDENTITY_TOKEN_MAX + 256)
 /* Decoded bytes of a JWT header ({"alg":"HS256","typ":"JWT"} is 27). */

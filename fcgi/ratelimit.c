@@ -34,7 +34,6 @@
 
 /* Any duration or instant is capped here (about 31700 years), so it fits a long. */
 #define SECONDS_CAP 1e12
-/* Not LONG_MAX: with -Iinclude, <limits.h> would find include/tiers.h instead. */
 _Static_assert(sizeof(long) >= 8, "long must hold SECONDS_CAP twice over");
 
 #define TIME_SECONDS_MAX 1000000000000LL /* sane bound on Redis TIME seconds */
