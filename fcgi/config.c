@@ -44,17 +44,7 @@ static const char *config_value(config_getenv_fn get, const char *name)
 /* A bad non-secret value, bounded and made printable, for quoting in an error. */
 static void config_shown(const char *v, char *out, size_t outlen)
 {
-    size_t i = 0, o = 0;
-
-    for (; i < CONFIG_VALUE_SHOWN_MAX && v[i] != '\0' && o + 1 < outlen; i++) {
-        unsigned char c = (unsigned char)v[i];
-        out[o++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
-    }
-    if (v[i] != '\0' && o + 4 <= outlen) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
+    log_printable(v, CONFIG_VALUE_SHOWN_MAX, out, outlen);
 }
 
 /* Keeps err on one line whatever another module wrote into it. */

@@ -96,3 +96,18 @@ void log_message(enum log_level level, const char *event, const char *message)
         return;
     log_event(level, event, json_pack("{s:s}", "message", message ? message : ""));
 }
+
+void log_printable(const char *s, size_t max, char *out, size_t outlen)
+{
+    size_t i = 0, o = 0;
+
+    for (; i < max && s[i] != '\0' && o + 1 < outlen; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[o++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
+    }
+    if (s[i] != '\0' && o + 4 <= outlen) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    out[o] = '\0';
+}

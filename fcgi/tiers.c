@@ -6,6 +6,7 @@
  * (the "w" of RateLimit-Policy, SPEC 5.4) are computed once here. See include/tiers.h.
  */
 #include "tiers.h"
+#include "log.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,17 +31,7 @@
  * not printable ASCII or that would break the quoting with '?', and marks a cut with "...". */
 static void tiers_sanitize(const char *s, size_t max, char *out, size_t outlen)
 {
-    size_t i = 0, o = 0;
-
-    for (; i < max && s[i] != '\0' && o + 1 < outlen; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[o++] = (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') ? '?' : (char)c;
-    }
-    if (s[i] != '\0' && o + 4 <= outlen) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[o] = '\0';
+    log_printable(s, max, out, outlen);
 }
 
 static bool tiers_name_valid(const char *name)

@@ -11,6 +11,7 @@
 #define SG_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <jansson.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -32,5 +33,12 @@ void log_event(enum log_level level, const char *event, json_t *fields);
 
 /* Convenience: one line with a single "message" string field (borrowed). */
 void log_message(enum log_level level, const char *event, const char *message);
+
+/*
+ * Copies at most max bytes of s into out (outlen > max + 3 to show a cut), replacing
+ * control characters, non-ASCII, '"' and '\\' with '?' and marking a cut with "...":
+ * client or configuration text made safe to quote on one line.
+ */
+void log_printable(const char *s, size_t max, char *out, size_t outlen);
 
 #endif
