@@ -65,6 +65,32 @@ static void *main_worker(void *arg)
     return NULL;
 }
 
+/*
+ * Blocks the stop signals in every thread (the request threads inherit the mask) and
+ * waits for one here. lighttpd stops its FastCGI children with SIGTERM; libfcgi would
+ * only note it at the next accept, so the process ends itself. Requests in flight
+ * fail, as they would with any process manager's stop.
+ */
+static void main_block_stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
+static void *main_wait_for_stop(void *arg)
+{
+    const sigset_t *set = arg;
+    int sig = 0;
+
+    while (sigwait(set, &sig) != 0)
+        ;
+    log_event(LOG_INFO, "shutdown", json_pack("{s:i}", "signal", sig));
+    _exit(0);
+}
+
 static int main_init(struct config *cfg)
 {
     char err[512], limits[PATH_MAX + 32];
@@ -102,10 +128,16 @@ int main(void)
     struct gateway_worker *workers = NULL;
     pthread_t *threads = NULL;
     int started = 0, status = 1;
+    static sigset_t stop;
+    pthread_t stopper;
 
     signal(SIGPIPE, SIG_IGN);
+    main_block_stop_signals(&stop);
     if (main_init(&cfg) != 0)
         goto out;
+    if (pthread_create(&stopper, NULL, main_wait_for_stop, &stop) != 0)
+        goto out;
+    pthread_detach(stopper);
     workers = calloc((size_t)cfg.threads, sizeof *workers);
     threads = calloc((size_t)cfg.threads, sizeof *threads);
     if (workers == NULL || threads == NULL)
