@@ -1,6 +1,7 @@
 /* rconn: a thread's Redis connection with timeouts and backoff. See include/rconn.h. */
 #include "rconn.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -152,21 +153,44 @@ redisContext *rconn_get(struct rconn *rc)
     return rc->ctx;
 }
 
+/* True when a command failed because the server had closed a connection we kept idle:
+ * the command never ran, and one retry on a fresh connection is safe. A timeout is
+ * not stale (the command may have run, or the server is paused). */
+static bool rconn_stale(const redisContext *c, int err_no)
+{
+    if (c->err == REDIS_ERR_EOF)
+        return true;
+    return c->err == REDIS_ERR_IO && (err_no == EPIPE || err_no == ECONNRESET);
+}
+
 redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens)
 {
-    redisContext *c = rconn_get(rc);
-    if (c == NULL)
-        return NULL;
-    redisReply *r = redisCommandArgv(c, argc, argv, lens);
-    if (r == NULL) {
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool reused = rc->ctx != NULL;
+        redisContext *c = rconn_get(rc);
+        if (c == NULL)
+            return NULL;
+        errno = 0;
+        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        int err_no = errno;
+        if (r != NULL) {
+            /* A server that answers again ends the outage, whatever the reply says. */
+            if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "LOADING", 7) != 0)
+                rconn_outage_end();
+            return r;
+        }
         char why[128];
         snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
+        if (reused && attempt == 0 && rconn_stale(c, err_no)) {
+            /* Redis restarted while this thread was idle: reconnect now, no backoff. */
+            log_event(LOG_DEBUG, "redis_reconnect", json_pack("{s:s}", "error", why));
+            rconn_close(rc);
+            rc->script_sha[0] = '\0';
+            continue;
+        }
         rconn_fail(rc);
         rconn_outage_begin(why);
         return NULL;
     }
-    /* A server that answers again ends the outage, whatever the reply says. */
-    if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "LOADING", 7) != 0)
-        rconn_outage_end();
-    return r;
+    return NULL;
 }
