@@ -523,7 +523,11 @@ stop_stack() {
     for _ in $(seq 10); do
         alive=
         for k in $kids; do
-            kill -0 "$k" 2>/dev/null && alive="$alive $k"
+            # A zombie has exited; only an init that does not reap keeps it listed.
+            case $(ps -o stat= -p "$k" 2>/dev/null) in
+                ""|Z*) ;;
+                *) alive="$alive $k" ;;
+            esac
         done
         [ -z "$alive" ] && break
         sleep 0.1
