@@ -39,7 +39,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 BIN := $(B)/story-gateway
 
-.PHONY: all run test check unit integration deps clean install format-check
+.PHONY: all run test check unit integration deps clean install format format-check lint
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -82,6 +82,22 @@ install: $(BIN)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/story-gateway
 	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
 	cp -R www $(DESTDIR)$(DATADIR)/
+
+FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS)
+
+format:
+	clang-format -i $(FORMATTED)
+
+format-check:
+	clang-format --dry-run -Werror $(FORMATTED)
+
+# cppcheck, and the calls STYLE.md bans (their bounded or reentrant forms instead).
+BANNED := \b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gmtime|localtime|strerror|gets)\s*\(
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    -I include $(SRCS)
+	@! grep -nP '$(BANNED)' $(SRCS) $(wildcard include/*.h) || \
+	    { echo "lint: banned call above"; exit 1; }
 
 clean:
 	rm -rf $(B)

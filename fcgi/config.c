@@ -21,16 +21,16 @@
 #define CONFIG_DEFAULT_LIMITS_FILE "limits.json"
 #define CONFIG_DEFAULT_MISTRAL_URL "https://api.mistral.ai"
 #define CONFIG_DEFAULT_MISTRAL_MODEL "mistral-small-latest"
-#define CONFIG_REDIS_URL_MAX 1024     /* bytes of REDIS_URL */
+#define CONFIG_REDIS_URL_MAX 1024 /* bytes of REDIS_URL */
 #define CONFIG_REDIS_PORT_DEFAULT 6379
-#define CONFIG_REDIS_DB_MAX 1000      /* SELECT index; Redis has 16 unless configured */
+#define CONFIG_REDIS_DB_MAX 1000 /* SELECT index; Redis has 16 unless configured */
 #define CONFIG_JWT_TTL_MIN 60L
-#define CONFIG_JWT_TTL_MAX 2592000L   /* 30 days */
+#define CONFIG_JWT_TTL_MAX 2592000L /* 30 days */
 #define CONFIG_MISTRAL_TIMEOUT_MAX 600L
-#define CONFIG_VALUE_SHOWN_MAX 48     /* bytes of a bad value quoted in an error */
-#define CONFIG_REASON_MAX 2048        /* bytes of a reason from another module */
-#define CONFIG_REDIS_TARGET_MAX 320   /* "[host]:port/db" or "unix:/path" */
-#define CONFIG_MISTRAL_URL_MAX 1023   /* bytes: sizeof config.mistral_api_url - 1 */
+#define CONFIG_VALUE_SHOWN_MAX 48   /* bytes of a bad value quoted in an error */
+#define CONFIG_REASON_MAX 2048      /* bytes of a reason from another module */
+#define CONFIG_REDIS_TARGET_MAX 320 /* "[host]:port/db" or "unix:/path" */
+#define CONFIG_MISTRAL_URL_MAX 1023 /* bytes: sizeof config.mistral_api_url - 1 */
 #define SG_STR_(x) #x
 #define SG_STR(x) SG_STR_(x)
 
@@ -102,8 +102,8 @@ static int config_long(config_getenv_fn get, const char *name, long def, long mi
     if (config_long_text(v, min, max, out))
         return 0;
     config_shown(v, shown, sizeof shown);
-    snprintf(err, errlen, "%s: must be a whole number from %ld to %ld (got \"%s\")", name, min,
-             max, shown);
+    snprintf(err, errlen, "%s: must be a whole number from %ld to %ld (got \"%s\")", name, min, max,
+             shown);
     return -1;
 }
 
@@ -131,8 +131,7 @@ static int config_choice(config_getenv_fn get, const char *name, const char *con
 
 /* ---- REDIS_URL ---------------------------------------------------------------------- */
 
-static int config_redis_unix(const char *path, struct config_redis *r, char *err,
-                             size_t errlen)
+static int config_redis_unix(const char *path, struct config_redis *r, char *err, size_t errlen)
 {
     size_t len = strlen(path);
 
@@ -192,8 +191,8 @@ static bool config_hostname_valid(const char *s, size_t n)
 }
 
 /* "[v6]" or "[v6]:port" of n bytes: the address into r->host, *port after the ':'. */
-static int config_redis_host_v6(const char *s, size_t n, struct config_redis *r,
-                                const char **port, char *err, size_t errlen)
+static int config_redis_host_v6(const char *s, size_t n, struct config_redis *r, const char **port,
+                                char *err, size_t errlen)
 {
     const char *close = memchr(s, ']', n);
     unsigned char addr[16];
@@ -296,8 +295,7 @@ static int config_redis_tcp(const char *s, struct config_redis *r, char *err, si
         return -1;
     if (slash != NULL && slash[1] != '\0' &&
         !config_digits(slash + 1, strlen(slash + 1), CONFIG_REDIS_DB_MAX, &db)) {
-        snprintf(err, errlen, "database must be a whole number from 0 to %d",
-                 CONFIG_REDIS_DB_MAX);
+        snprintf(err, errlen, "database must be a whole number from 0 to %d", CONFIG_REDIS_DB_MAX);
         return -1;
     }
     r->db = (int)db;
@@ -425,7 +423,7 @@ static const char *config_url_problem(const char *url, size_t len)
     return NULL;
 }
 
-_Static_assert(CONFIG_MISTRAL_URL_MAX + 1 == sizeof ((struct config *)0)->mistral_api_url,
+_Static_assert(CONFIG_MISTRAL_URL_MAX + 1 == sizeof((struct config *)0)->mistral_api_url,
                "CONFIG_MISTRAL_URL_MAX follows struct config");
 
 static int config_mistral_url(struct config *c, config_getenv_fn get, char *err, size_t errlen)
@@ -457,8 +455,7 @@ static int config_mistral_url(struct config *c, config_getenv_fn get, char *err,
     return 0;
 }
 
-static int config_mistral_model(struct config *c, config_getenv_fn get, char *err,
-                                size_t errlen)
+static int config_mistral_model(struct config *c, config_getenv_fn get, char *err, size_t errlen)
 {
     char shown[CONFIG_VALUE_SHOWN_MAX + 4];
     const char *v = config_value(get, "MISTRAL_MODEL");
@@ -475,8 +472,9 @@ static int config_mistral_model(struct config *c, config_getenv_fn get, char *er
     }
     if (!ok) {
         config_shown(v, shown, sizeof shown);
-        snprintf(err, errlen, "MISTRAL_MODEL: must be 1 to %zu characters of [A-Za-z0-9._:-] "
-                              "(got \"%s\")",
+        snprintf(err, errlen,
+                 "MISTRAL_MODEL: must be 1 to %zu characters of [A-Za-z0-9._:-] "
+                 "(got \"%s\")",
                  sizeof c->mistral_model - 1, shown);
         return -1;
     }
@@ -531,14 +529,13 @@ static int config_scalars(struct config *c, config_getenv_fn get, char *err, siz
 
     if (config_choice(get, "RATE_LIMIT_FAIL_MODE", config_fail_modes, "open, closed or local",
                       &mode, err, errlen) < 0 ||
-        config_long(get, "JWT_TTL", 3600, CONFIG_JWT_TTL_MIN, CONFIG_JWT_TTL_MAX, &c->jwt_ttl,
+        config_long(get, "JWT_TTL", 3600, CONFIG_JWT_TTL_MIN, CONFIG_JWT_TTL_MAX, &c->jwt_ttl, err,
+                    errlen) < 0 ||
+        config_long(get, "MISTRAL_TIMEOUT", 30, 1, CONFIG_MISTRAL_TIMEOUT_MAX, &c->mistral_timeout,
                     err, errlen) < 0 ||
-        config_long(get, "MISTRAL_TIMEOUT", 30, 1, CONFIG_MISTRAL_TIMEOUT_MAX,
-                    &c->mistral_timeout, err, errlen) < 0 ||
-        config_long(get, "GATEWAY_THREADS", 32, 1, CONFIG_THREADS_MAX, &threads, err, errlen) <
-            0 ||
-        config_choice(get, "ENVIRONMENT", config_environments, "production or development",
-                      &env, err, errlen) < 0)
+        config_long(get, "GATEWAY_THREADS", 32, 1, CONFIG_THREADS_MAX, &threads, err, errlen) < 0 ||
+        config_choice(get, "ENVIRONMENT", config_environments, "production or development", &env,
+                      err, errlen) < 0)
         return -1;
     c->fail_mode = mode == 0 ? FAIL_OPEN : mode == 1 ? FAIL_CLOSED : FAIL_LOCAL;
     c->threads = (int)threads;
@@ -546,8 +543,7 @@ static int config_scalars(struct config *c, config_getenv_fn get, char *err, siz
     c->log_level = LOG_INFO;
     if (level != NULL && !log_parse_level(level, &c->log_level)) {
         config_shown(level, shown, sizeof shown);
-        snprintf(err, errlen, "LOG_LEVEL: must be debug, info, warn or error (got \"%s\")",
-                 shown);
+        snprintf(err, errlen, "LOG_LEVEL: must be debug, info, warn or error (got \"%s\")", shown);
         return -1;
     }
     return 0;
@@ -607,8 +603,8 @@ static json_t *config_tiers_json(const struct tiers *l)
 
     for (size_t i = 0; tiers != NULL && i < l->count && i < TIERS_MAX; i++) {
         const struct tier *t = &l->tiers[i];
-        json_array_append_new(tiers, json_pack("{s:s, s:f, s:I}", "name", t->name, "rate",
-                                               t->rate, "capacity", (json_int_t)t->capacity));
+        json_array_append_new(tiers, json_pack("{s:s, s:f, s:I}", "name", t->name, "rate", t->rate,
+                                               "capacity", (json_int_t)t->capacity));
     }
     return tiers;
 }
@@ -626,13 +622,13 @@ void config_log_summary(const struct config *cfg)
         return;
     config_redis_target(&cfg->redis, redis, sizeof redis);
     json_object_set_new(f, "redis", json_string(redis));
-    json_object_set_new(f, "redis_auth", json_boolean(cfg->redis.password[0] != '\0' ||
-                                                      cfg->redis.user[0] != '\0'));
+    json_object_set_new(f, "redis_auth",
+                        json_boolean(cfg->redis.password[0] != '\0' || cfg->redis.user[0] != '\0'));
     json_object_set_new(f, "limits_file", json_string(cfg->limits_file));
     json_object_set_new(f, "tiers", config_tiers_json(&cfg->tiers));
-    json_object_set_new(f, "fail_mode", json_string(cfg->fail_mode <= FAIL_LOCAL
-                                                         ? config_fail_modes[cfg->fail_mode]
-                                                         : "open"));
+    json_object_set_new(
+        f, "fail_mode",
+        json_string(cfg->fail_mode <= FAIL_LOCAL ? config_fail_modes[cfg->fail_mode] : "open"));
     json_object_set_new(f, "trusted_proxies", json_integer((json_int_t)cfg->trusted_proxies.count));
     json_object_set_new(f, "jwt_ttl", json_integer(cfg->jwt_ttl));
     if (cfg->mistral_api_key[0] != '\0') {
@@ -646,9 +642,9 @@ void config_log_summary(const struct config *cfg)
     json_object_set_new(f, "threads", json_integer(cfg->threads));
     json_object_set_new(f, "environment",
                         json_string(config_environments[cfg->development ? 1 : 0]));
-    json_object_set_new(f, "log_level",
-                        json_string(cfg->log_level <= LOG_ERROR ? level_names[cfg->log_level]
-                                                                : "info"));
+    json_object_set_new(
+        f, "log_level",
+        json_string(cfg->log_level <= LOG_ERROR ? level_names[cfg->log_level] : "info"));
     log_event(LOG_INFO, "startup", f);
 }
 

@@ -109,9 +109,8 @@ static void gateway_refuse(const struct request *req, const struct gateway_calle
  * resp already holds the answer (429, or 503 in fail mode closed).
  */
 static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *tier,
-                                   const struct gateway_caller *caller,
-                                   const struct request *req, struct gateway_charge *charge,
-                                   struct response *resp)
+                                   const struct gateway_caller *caller, const struct request *req,
+                                   struct gateway_charge *charge, struct response *resp)
 {
     charge->decided = true;
     if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) != 0) {
@@ -137,8 +136,8 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
 }
 
 /* Reads and checks the body a route takes. 0, or -1 with the 4xx in resp. */
-static int gateway_body_or_reply(const struct router_route *route, struct request *req,
-                                 char **envp, FCGX_Stream *in, struct response *resp)
+static int gateway_body_or_reply(const struct router_route *route, struct request *req, char **envp,
+                                 FCGX_Stream *in, struct response *resp)
 {
     if (route->body == ROUTER_BODY_NONE)
         return 0;
@@ -146,20 +145,18 @@ static int gateway_body_or_reply(const struct router_route *route, struct reques
     case REQUEST_BODY_TOO_LARGE:
         response_detail(resp, 413, "Request body too large (limit 65536 bytes)");
         return -1;
-    case REQUEST_BODY_BAD:
-        response_detail(resp, 400, "Malformed request body");
-        return -1;
-    case REQUEST_BODY_OK:
-        break;
+    case REQUEST_BODY_BAD: response_detail(resp, 400, "Malformed request body"); return -1;
+    case REQUEST_BODY_OK: break;
     }
     bool form_ok = route->body == ROUTER_BODY_JSON_OR_FORM;
     if (req->content == REQUEST_CONTENT_JSON || (form_ok && req->content == REQUEST_CONTENT_FORM))
         return 0;
     if (req->content == REQUEST_CONTENT_NONE && req->body_len == 0)
         return 0;
-    response_detail(resp, 415, form_ok ? "Content-Type must be application/json or "
-                                         "application/x-www-form-urlencoded"
-                                       : "Content-Type must be application/json");
+    response_detail(resp, 415,
+                    form_ok ? "Content-Type must be application/json or "
+                              "application/x-www-form-urlencoded"
+                            : "Content-Type must be application/json");
     return -1;
 }
 
@@ -187,8 +184,7 @@ static void gateway_run(struct gateway_worker *w, const struct router_route *rou
     route->handler(&ctx, resp);
 }
 
-static void gateway_dispatch(struct gateway_worker *w, struct request *req,
-                             struct response *resp)
+static void gateway_dispatch(struct gateway_worker *w, struct request *req, struct response *resp)
 {
     const struct router_route *route = NULL;
     char param[HANDLER_PARAM_MAX + 1] = "", allow[ROUTER_ALLOW_MAX] = "";
@@ -218,8 +214,7 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req,
     } else if (route->needs_user && caller.status != IDENTITY_USER) {
         gateway_unauthorized(resp, false);
     } else if (gateway_body_or_reply(route, req, w->fcgx.envp, w->fcgx.in, resp) == 0) {
-        gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL, req,
-                    resp);
+        gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL, req, resp);
     }
 headers:
     if (charge.decided) {

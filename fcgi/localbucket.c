@@ -133,8 +133,7 @@ void localbucket_charge(const struct tier *tier, const char *identifier, double 
     allowed = e->tokens >= 1;
     if (allowed)
         e->tokens -= 1;
-    e->full_at = tier->rate > 0 ? e->last_update + (capacity - e->tokens) / tier->rate
-                               : INFINITY;
+    e->full_at = tier->rate > 0 ? e->last_update + (capacity - e->tokens) / tier->rate : INFINITY;
     e->last_used = ++use_clock;
     tokens = e->tokens;
     pthread_mutex_unlock(&localbucket_lock);

@@ -20,7 +20,7 @@
 #define REPLY_NUMBER_MAX 63 /* bytes of a number in the script's reply */
 #define MESSAGE_MAX 96      /* "Too many requests. Please try again in N seconds." */
 #define RATE_FIELD_MAX (RATELIMIT_RATE_TEXT_MAX + sizeof " requests/second")
-#define LOG_TEXT_MAX 120    /* bytes of a Redis error copied into a debug line */
+#define LOG_TEXT_MAX 120 /* bytes of a Redis error copied into a debug line */
 
 /*
  * Durations are computed in floating point, so a value that is really whole may
@@ -366,8 +366,8 @@ json_t *ratelimit_body(const struct ratelimit_verdict *v)
     json_int_t retry = answer_retry_after(v), limit = v->tier->capacity;
     detail = json_pack(fmt, "error", "Rate limit exceeded", "message", message, "retry_after",
                        retry, "limit", limit, "rate", rate_field);
-    body = json_pack(fmt, "error", "Rate limit exceeded", "message", message, "retry_after",
-                     retry, "limit", limit, "rate", rate_field);
+    body = json_pack(fmt, "error", "Rate limit exceeded", "message", message, "retry_after", retry,
+                     "limit", limit, "rate", rate_field);
     if (detail == NULL || body == NULL)
         goto fail;
     int rc = json_object_set_new(body, "detail", detail);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "log.h"
@@ -17,7 +18,9 @@ static atomic_long outage_passed;
 
 const char *rconn_script(size_t *len)
 {
-    *len = (size_t)(_binary_lua_token_bucket_lua_end - _binary_lua_token_bucket_lua_start);
+    /* Two linker symbols, not one C object: compare addresses, not pointers. */
+    *len = (size_t)((uintptr_t)_binary_lua_token_bucket_lua_end -
+                    (uintptr_t)_binary_lua_token_bucket_lua_start);
     return _binary_lua_token_bucket_lua_start;
 }
 
@@ -96,8 +99,8 @@ static bool rconn_setup_command(redisContext *c, int argc, const char **argv)
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
     if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        log_event(LOG_DEBUG, "redis_error", json_pack("{s:s, s:s}", "command", argv[0],
-                                                      "error", r->str));
+        log_event(LOG_DEBUG, "redis_error",
+                  json_pack("{s:s, s:s}", "command", argv[0], "error", r->str));
     freeReplyObject(r);
     return ok;
 }
@@ -105,7 +108,8 @@ static bool rconn_setup_command(redisContext *c, int argc, const char **argv)
 static redisContext *rconn_connect(const struct config_redis *t)
 {
     struct timeval ct = {RCONN_CONNECT_TIMEOUT_MS / 1000, (RCONN_CONNECT_TIMEOUT_MS % 1000) * 1000};
-    struct timeval cmd = {RCONN_COMMAND_TIMEOUT_MS / 1000, (RCONN_COMMAND_TIMEOUT_MS % 1000) * 1000};
+    struct timeval cmd = {RCONN_COMMAND_TIMEOUT_MS / 1000,
+                          (RCONN_COMMAND_TIMEOUT_MS % 1000) * 1000};
     redisContext *c = t->unix_socket ? redisConnectUnixWithTimeout(t->path, ct)
                                      : redisConnectWithTimeout(t->host, t->port, ct);
     char db[16];
@@ -117,8 +121,8 @@ static redisContext *rconn_connect(const struct config_redis *t)
     if (t->password[0] != '\0') {
         const char *auth_user[] = {"AUTH", t->user, t->password};
         const char *auth[] = {"AUTH", t->password};
-        bool ok = t->user[0] ? rconn_setup_command(c, 3, auth_user)
-                             : rconn_setup_command(c, 2, auth);
+        bool ok =
+            t->user[0] ? rconn_setup_command(c, 3, auth_user) : rconn_setup_command(c, 2, auth);
         if (!ok)
             goto fail;
     }

@@ -30,8 +30,8 @@ void response_detail(struct response *resp, int status, const char *detail)
     response_json(resp, status, json_pack("{s:s}", "detail", detail));
 }
 
-void response_invalid(struct response *resp, const char *where, const char *field,
-                      const char *msg, const char *type)
+void response_invalid(struct response *resp, const char *where, const char *field, const char *msg,
+                      const char *type)
 {
     json_t *loc = field ? json_pack("[s, s]", where, field) : json_pack("[s]", where);
     json_t *item = json_pack("{s:o, s:s, s:s}", "loc", loc, "msg", msg, "type", type);
@@ -98,8 +98,10 @@ char *response_serialize(const struct response *resp, size_t *len)
     }
     int n;
     if (resp->body != NULL)
-        n = snprintf(head, sizeof head, "Status: %d %s\r\nContent-Type: %s\r\n"
-                     "Content-Length: %zu\r\n", resp->status, response_reason(resp->status),
+        n = snprintf(head, sizeof head,
+                     "Status: %d %s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\n",
+                     resp->status, response_reason(resp->status),
                      resp->content_type ? resp->content_type : "application/json", body_len);
     else
         n = snprintf(head, sizeof head, "Status: %d %s\r\n", resp->status,

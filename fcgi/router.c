@@ -52,8 +52,7 @@ static void router_allow_add(char allow[ROUTER_ALLOW_MAX], const char *method)
 
 enum router_result router_match(const char *method, const char *path,
                                 const struct router_route **route,
-                                char param[HANDLER_PARAM_MAX + 1],
-                                char allow[ROUTER_ALLOW_MAX])
+                                char param[HANDLER_PARAM_MAX + 1], char allow[ROUTER_ALLOW_MAX])
 {
     char seg[HANDLER_PARAM_MAX + 1];
     bool path_known = false;

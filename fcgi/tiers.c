@@ -18,14 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TIERS_RATE_MAX 1e6               /* tokens_per_second */
-#define TIERS_CAPACITY_MAX 1000000000L   /* burst_capacity */
-#define TIERS_REFILL_MAX 1000000000L     /* seconds from empty to full: keeps ttl in a long */
-#define TIERS_DEV_AI_AUTH_RATE 10.0      /* ENVIRONMENT=development (SPEC 3) */
-#define TIERS_QUOTIENT_TOLERANCE 1e-12   /* relative: float noise on an exact quotient */
-#define TIERS_ERR_NAME_MAX 64            /* bytes of a bad tier name quoted in an error */
-#define TIERS_ERR_PATH_MAX 1024          /* bytes of a path quoted in an error */
-#define TIERS_REASON_MAX 512             /* bytes of one error reason */
+#define TIERS_RATE_MAX 1e6             /* tokens_per_second */
+#define TIERS_CAPACITY_MAX 1000000000L /* burst_capacity */
+#define TIERS_REFILL_MAX 1000000000L   /* seconds from empty to full: keeps ttl in a long */
+#define TIERS_DEV_AI_AUTH_RATE 10.0    /* ENVIRONMENT=development (SPEC 3) */
+#define TIERS_QUOTIENT_TOLERANCE 1e-12 /* relative: float noise on an exact quotient */
+#define TIERS_ERR_NAME_MAX 64          /* bytes of a bad tier name quoted in an error */
+#define TIERS_ERR_PATH_MAX 1024        /* bytes of a path quoted in an error */
+#define TIERS_REASON_MAX 512           /* bytes of one error reason */
 
 /* Copies at most max bytes of s into out (outlen > max + 3), replacing anything that is
  * not printable ASCII or that would break the quoting with '?', and marks a cut with "...". */
@@ -99,8 +99,7 @@ static int tiers_tier_rate(const char *name, json_t *v, double *out, char *err, 
     return 0;
 }
 
-static int tiers_tier_capacity(const char *name, json_t *v, long *out, char *err,
-                                size_t errlen)
+static int tiers_tier_capacity(const char *name, json_t *v, long *out, char *err, size_t errlen)
 {
     double d;
 
@@ -117,14 +116,13 @@ static int tiers_tier_capacity(const char *name, json_t *v, long *out, char *err
             return 0;
         }
     }
-    snprintf(err, errlen, "tier \"%s\": burst_capacity must be a whole number from 1 to %ld",
-             name, TIERS_CAPACITY_MAX);
+    snprintf(err, errlen, "tier \"%s\": burst_capacity must be a whole number from 1 to %ld", name,
+             TIERS_CAPACITY_MAX);
     return -1;
 }
 
 /* Fills *t from one tier object. Returns 0, or -1 with a reason. */
-static int tiers_parse_tier(const char *name, json_t *obj, struct tier *t, char *err,
-                             size_t errlen)
+static int tiers_parse_tier(const char *name, json_t *obj, struct tier *t, char *err, size_t errlen)
 {
     const char *key;
     json_t *v;
@@ -143,7 +141,8 @@ static int tiers_parse_tier(const char *name, json_t *obj, struct tier *t, char 
         snprintf(err, errlen, "tier \"%s\": must be an object", name);
         return -1;
     }
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         if (strcmp(key, "tokens_per_second") == 0) {
             if (tiers_tier_rate(name, v, &t->rate, err, errlen) < 0)
                 return -1;
@@ -178,8 +177,8 @@ static int tiers_parse_tier(const char *name, json_t *obj, struct tier *t, char 
 /* Checks the five tiers the gateway picks exist, then applies the development rate. */
 static int tiers_finish(struct tiers *l, bool development, char *err, size_t errlen)
 {
-    static const char *const required[] = {TIER_AI_AUTH, TIER_AI_ANON, TIER_API_AUTH,
-                                           TIER_API_ANON, TIER_AUTH};
+    static const char *const required[] = {TIER_AI_AUTH, TIER_AI_ANON, TIER_API_AUTH, TIER_API_ANON,
+                                           TIER_AUTH};
 
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         if (tiers_find(l, required[i]) == NULL) {
@@ -198,7 +197,7 @@ static int tiers_finish(struct tiers *l, bool development, char *err, size_t err
 
 /* The parse proper, writing the reason without a trailing context. */
 static int tiers_parse_doc(json_t *root, bool development, struct tiers *l, char *err,
-                            size_t errlen)
+                           size_t errlen)
 {
     const char *name;
     json_t *tier;
@@ -220,7 +219,8 @@ static int tiers_parse_doc(json_t *root, bool development, struct tiers *l, char
         snprintf(err, errlen, "at most %d tiers", TIERS_MAX);
         return -1;
     }
-    json_object_foreach(tiers, name, tier) {
+    json_object_foreach(tiers, name, tier)
+    {
         if (tiers_parse_tier(name, tier, &l->tiers[l->count], err, errlen) < 0)
             return -1;
         l->count++;
@@ -228,8 +228,8 @@ static int tiers_parse_doc(json_t *root, bool development, struct tiers *l, char
     return tiers_finish(l, development, err, errlen);
 }
 
-int tiers_parse(const char *json, size_t len, bool development, struct tiers *out,
-                 char *err, size_t errlen)
+int tiers_parse(const char *json, size_t len, bool development, struct tiers *out, char *err,
+                size_t errlen)
 {
     json_error_t jerr;
     struct tiers *l = NULL;

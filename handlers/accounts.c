@@ -29,9 +29,9 @@ int accounts_init(void)
 
     randombytes_buf(password, sizeof password - 1);
     password[sizeof password - 1] = '\0';
-    int rc = crypto_pwhash_str_alg(decoy_hash, password, sizeof password - 1,
-                                   ACCOUNTS_PWHASH_OPSLIMIT, ACCOUNTS_PWHASH_MEMLIMIT,
-                                   crypto_pwhash_ALG_ARGON2ID13);
+    int rc =
+        crypto_pwhash_str_alg(decoy_hash, password, sizeof password - 1, ACCOUNTS_PWHASH_OPSLIMIT,
+                              ACCOUNTS_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13);
     sodium_memzero(password, sizeof password);
     return rc == 0 ? 0 : -1;
 }
@@ -40,7 +40,8 @@ bool accounts_email_normalise(const char *email, char out[ACCOUNTS_EMAIL_MAX * 4
 {
     size_t len = strlen(email), ats = 0, at = 0;
 
-    if (len == 0 || len > ACCOUNTS_EMAIL_MAX * 4 || validate_utf8_length(email) > ACCOUNTS_EMAIL_MAX)
+    if (len == 0 || len > ACCOUNTS_EMAIL_MAX * 4 ||
+        validate_utf8_length(email) > ACCOUNTS_EMAIL_MAX)
         return false;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)email[i];
@@ -80,8 +81,8 @@ static void accounts_new_id(char out[ACCOUNTS_ID_HEX + 1])
 /* A bearer token answer; NULL when the token could not be issued. */
 static json_t *accounts_token(const struct config *cfg, const char *id)
 {
-    char *token = identity_issue(cfg->jwt_secret, cfg->jwt_secret_len, id, time(NULL),
-                                 cfg->jwt_ttl);
+    char *token =
+        identity_issue(cfg->jwt_secret, cfg->jwt_secret_len, id, time(NULL), cfg->jwt_ttl);
     if (token == NULL)
         return NULL;
     json_t *out = json_pack("{s:s, s:s}", "access_token", token, "token_type", "bearer");
@@ -95,8 +96,8 @@ static redisReply *accounts_redis(struct handler_ctx *ctx, struct response *resp
 {
     redisReply *r = rconn_command(ctx->redis, argc, argv, NULL);
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
-        log_event(LOG_ERROR, "redis_error", json_pack("{s:s, s:s}", "command", argv[0],
-                                                      "error", r->str));
+        log_event(LOG_ERROR, "redis_error",
+                  json_pack("{s:s, s:s}", "command", argv[0], "error", r->str));
         freeReplyObject(r);
         r = NULL;
     }
@@ -114,8 +115,8 @@ static int accounts_store(struct handler_ctx *ctx, struct response *resp, const 
 
     snprintf(user_key, sizeof user_key, "{u:%s}:user", id);
     snprintf(email_key, sizeof email_key, "user_email:%s", email);
-    const char *hset[] = {"HSET", user_key, "id", id, "email", email,
-                          "password_hash", hash, "created_at", created};
+    const char *hset[] = {"HSET", user_key,        "id", id,           "email",
+                          email,  "password_hash", hash, "created_at", created};
     if ((r = accounts_redis(ctx, resp, 10, hset)) == NULL)
         return -1;
     freeReplyObject(r);
@@ -140,7 +141,8 @@ void accounts_signup(struct handler_ctx *ctx, struct response *resp)
 
     if (body == NULL)
         return;
-    if ((raw_email = validate_string_or_reply(body, "email", 1, ACCOUNTS_EMAIL_MAX, resp)) == NULL ||
+    if ((raw_email = validate_string_or_reply(body, "email", 1, ACCOUNTS_EMAIL_MAX, resp)) ==
+            NULL ||
         (password = validate_string_or_reply(body, "password", ACCOUNTS_PASSWORD_MIN,
                                              ACCOUNTS_PASSWORD_MAX, resp)) == NULL)
         goto out;
@@ -166,8 +168,9 @@ void accounts_signup(struct handler_ctx *ctx, struct response *resp)
         response_detail(resp, 500, "Internal Server Error");
         goto out;
     }
-    json_object_set_new(answer, "user", json_pack("{s:s, s:s, s:s}", "id", id, "email", email,
-                                                  "created_at", created));
+    json_object_set_new(
+        answer, "user",
+        json_pack("{s:s, s:s, s:s}", "id", id, "email", email, "created_at", created));
     response_json(resp, 201, answer);
 out:
     sodium_memzero(hash, sizeof hash);
@@ -182,11 +185,11 @@ static int accounts_login_fields(const struct request *req, struct response *res
         const char *names[] = {"username", "password"};
         char **outs[] = {email, password};
         for (int i = 0; i < 2; i++) {
-            int got = request_form_value(req->body ? req->body : "", req->body_len, names[i],
-                                         outs[i]);
+            int got =
+                request_form_value(req->body ? req->body : "", req->body_len, names[i], outs[i]);
             if (got <= 0) {
-                response_invalid(resp, "body", names[i], got == 0 ? "Field required"
-                                                                  : "Invalid form value",
+                response_invalid(resp, "body", names[i],
+                                 got == 0 ? "Field required" : "Invalid form value",
                                  got == 0 ? "missing" : "value_error");
                 return -1;
             }
@@ -248,8 +251,8 @@ void accounts_login(struct handler_ctx *ctx, struct response *resp)
         accounts_lookup(ctx, resp, email, &found, id, hash) != 0)
         goto out;
     /* Same work whether or not the address is known: verify against the decoy. */
-    bool match = crypto_pwhash_str_verify(found ? hash : decoy_hash, password,
-                                          strlen(password)) == 0;
+    bool match =
+        crypto_pwhash_str_verify(found ? hash : decoy_hash, password, strlen(password)) == 0;
     if (!found || !match) {
         response_detail(resp, 401, BAD_LOGIN);
         response_header(resp, "WWW-Authenticate", "Bearer");
@@ -282,9 +285,9 @@ void accounts_me(struct handler_ctx *ctx, struct response *resp)
         response_detail(resp, 401, "Could not validate credentials");
         response_header(resp, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
     } else {
-        response_json(resp, 200, json_pack("{s:s, s:s, s:s}", "id", r->element[0]->str,
-                                           "email", r->element[1]->str, "created_at",
-                                           r->element[2]->str));
+        response_json(resp, 200,
+                      json_pack("{s:s, s:s, s:s}", "id", r->element[0]->str, "email",
+                                r->element[1]->str, "created_at", r->element[2]->str));
     }
     freeReplyObject(r);
 }

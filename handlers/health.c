@@ -11,6 +11,5 @@ void health_check(struct handler_ctx *ctx, struct response *resp)
     if (up)
         response_json(resp, 200, json_pack("{s:s, s:s}", "status", "ok", "redis", "ok"));
     else
-        response_json(resp, 503,
-                      json_pack("{s:s, s:s}", "status", "degraded", "redis", "down"));
+        response_json(resp, 503, json_pack("{s:s, s:s}", "status", "degraded", "redis", "down"));
 }

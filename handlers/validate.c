@@ -15,12 +15,14 @@ static size_t validate_depth(json_t *j, size_t limit)
     if (limit == 0)
         return 1;
     if (json_is_object(j)) {
-        json_object_foreach(j, key, v) {
+        json_object_foreach(j, key, v)
+        {
             if ((d = validate_depth(v, limit - 1)) > deepest)
                 deepest = d;
         }
     } else if (json_is_array(j)) {
-        json_array_foreach(j, i, v) {
+        json_array_foreach(j, i, v)
+        {
             if ((d = validate_depth(v, limit - 1)) > deepest)
                 deepest = d;
         }
@@ -32,8 +34,8 @@ static size_t validate_depth(json_t *j, size_t limit)
 
 static void validate_json_error(struct response *resp, int position, const char *msg)
 {
-    json_t *item = json_pack("{s:[s, i], s:s, s:s}", "loc", "body", position, "msg", msg,
-                             "type", "json_invalid");
+    json_t *item = json_pack("{s:[s, i], s:s, s:s}", "loc", "body", position, "msg", msg, "type",
+                             "json_invalid");
     response_json(resp, 422, json_pack("{s:[o]}", "detail", item));
 }
 
@@ -59,8 +61,7 @@ json_t *validate_body_object_or_reply(const struct request *req, struct response
         return NULL;
     }
     if (!json_is_object(doc)) {
-        response_invalid(resp, "body", NULL, "Input should be a valid dictionary",
-                         "dict_type");
+        response_invalid(resp, "body", NULL, "Input should be a valid dictionary", "dict_type");
         json_decref(doc);
         return NULL;
     }

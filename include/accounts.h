@@ -11,9 +11,9 @@
 
 #include "handler.h"
 
-#define ACCOUNTS_EMAIL_MAX 254       /* characters */
-#define ACCOUNTS_PASSWORD_MIN 8      /* characters */
-#define ACCOUNTS_PASSWORD_MAX 128    /* characters */
+#define ACCOUNTS_EMAIL_MAX 254    /* characters */
+#define ACCOUNTS_PASSWORD_MIN 8   /* characters */
+#define ACCOUNTS_PASSWORD_MAX 128 /* characters */
 /* argon2id parameters (OWASP: m = 19 MiB, t = 2, p = 1). */
 #define ACCOUNTS_PWHASH_OPSLIMIT 2
 #define ACCOUNTS_PWHASH_MEMLIMIT (19U * 1024U * 1024U)

@@ -13,8 +13,8 @@
 
 /* Longest bucket text: "ffff:ffff:ffff:ffff::/64" or an IPv4, plus NUL, with room. */
 #define CLIENTIP_TEXT_MAX 64
-#define CLIENTIP_PROXIES_MAX 64   /* CIDRs in TRUSTED_PROXIES */
-#define CLIENTIP_XFF_MAX 4096     /* bytes of X-Forwarded-For looked at */
+#define CLIENTIP_PROXIES_MAX 64 /* CIDRs in TRUSTED_PROXIES */
+#define CLIENTIP_XFF_MAX 4096   /* bytes of X-Forwarded-For looked at */
 
 struct clientip_addr {
     int family;              /* AF_INET or AF_INET6 */
@@ -43,8 +43,7 @@ bool clientip_parse(const char *s, size_t len, struct clientip_addr *out);
  * address is a /32 or /128. Empty or NULL text gives an empty list.
  * Returns 0, or -1 with a one-line reason in err.
  */
-int clientip_proxies_parse(const char *csv, struct clientip_proxies *out, char *err,
-                           size_t errlen);
+int clientip_proxies_parse(const char *csv, struct clientip_proxies *out, char *err, size_t errlen);
 
 /* True when addr lies in one of the CIDRs. */
 bool clientip_proxies_contain(const struct clientip_proxies *proxies,

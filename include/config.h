@@ -38,15 +38,15 @@ struct config {
     struct clientip_proxies trusted_proxies;
     unsigned char jwt_secret[CONFIG_SECRET_MAX]; /* a secret */
     size_t jwt_secret_len;
-    long jwt_ttl;                 /* 60 .. 30 days */
-    char mistral_api_key[512];    /* a secret; empty: offline storyteller */
+    long jwt_ttl;              /* 60 .. 30 days */
+    char mistral_api_key[512]; /* a secret; empty: offline storyteller */
     char mistral_api_url[1024];
     char mistral_model[128];
-    long mistral_timeout;         /* 1 .. 600 seconds */
-    int threads;                  /* 1 .. CONFIG_THREADS_MAX */
-    bool development;             /* ENVIRONMENT=development */
+    long mistral_timeout; /* 1 .. 600 seconds */
+    int threads;          /* 1 .. CONFIG_THREADS_MAX */
+    bool development;     /* ENVIRONMENT=development */
     enum log_level log_level;
-    struct tiers tiers;           /* loaded from limits_file */
+    struct tiers tiers; /* loaded from limits_file */
 };
 
 /* Looks a variable up; NULL when unset. getenv() fits; tests pass their own. */

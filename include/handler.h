@@ -15,11 +15,11 @@
 #define HANDLER_PARAM_MAX 128 /* bytes of a {path parameter} */
 
 struct handler_ctx {
-    const struct config *cfg;      /* borrowed, read-only */
-    struct rconn *redis;           /* the thread's own connection */
-    const struct request *req;     /* borrowed; body already read and bounded */
-    const char *user;              /* sub of a valid token, or NULL for anonymous */
-    const char *param;             /* the route's {parameter}, or NULL */
+    const struct config *cfg;  /* borrowed, read-only */
+    struct rconn *redis;       /* the thread's own connection */
+    const struct request *req; /* borrowed; body already read and bounded */
+    const char *user;          /* sub of a valid token, or NULL for anonymous */
+    const char *param;         /* the route's {parameter}, or NULL */
 };
 
 typedef void (*handler_fn)(struct handler_ctx *ctx, struct response *resp);

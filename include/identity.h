@@ -32,8 +32,7 @@ enum identity_status {
  * untouched otherwise.
  */
 enum identity_status identity_check(const char *authorization, const unsigned char *key,
-                                    size_t key_len, time_t now,
-                                    char sub[IDENTITY_SUB_MAX + 1]);
+                                    size_t key_len, time_t now, char sub[IDENTITY_SUB_MAX + 1]);
 
 /*
  * Issues a token for sub (borrowed) with iat = now, exp = now + ttl, iss.

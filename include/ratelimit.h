@@ -23,11 +23,11 @@
 struct ratelimit_verdict {
     const struct tier *tier; /* borrowed from the config */
     bool allowed;
-    double tokens;      /* tokens left after this request (fractional) */
-    long remaining;     /* floor(tokens): RateLimit-Remaining */
-    long reset_after;   /* seconds until full, rounded up: "t" */
-    long reset_at;      /* Unix seconds when full, rounded up: RateLimit-Reset */
-    long retry_after;   /* refused only: seconds until one token, rounded up, >= 1, <= t */
+    double tokens;    /* tokens left after this request (fractional) */
+    long remaining;   /* floor(tokens): RateLimit-Remaining */
+    long reset_after; /* seconds until full, rounded up: "t" */
+    long reset_at;    /* Unix seconds when full, rounded up: RateLimit-Reset */
+    long retry_after; /* refused only: seconds until one token, rounded up, >= 1, <= t */
 };
 
 /*

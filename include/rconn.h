@@ -26,10 +26,10 @@
 #define RCONN_SHA_LEN 40
 
 struct rconn {
-    const struct config_redis *target; /* borrowed from the config */
-    redisContext *ctx;                 /* owned; NULL while disconnected */
+    const struct config_redis *target;  /* borrowed from the config */
+    redisContext *ctx;                  /* owned; NULL while disconnected */
     char script_sha[RCONN_SHA_LEN + 1]; /* token bucket script, "" until loaded */
-    struct timespec next_try;          /* CLOCK_MONOTONIC; no connect before it */
+    struct timespec next_try;           /* CLOCK_MONOTONIC; no connect before it */
     long backoff_ms;
 };
 

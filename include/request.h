@@ -31,11 +31,11 @@ enum request_body_status {
 };
 
 struct request {
-    const char *method;        /* REQUEST_METHOD, "" when missing */
+    const char *method;              /* REQUEST_METHOD, "" when missing */
     char path[REQUEST_PATH_MAX + 1]; /* REQUEST_URI up to '?' (raw, not decoded) */
     bool path_too_long;
-    const char *query;         /* QUERY_STRING, "" when missing */
-    const char *content_type;  /* CONTENT_TYPE or NULL */
+    const char *query;        /* QUERY_STRING, "" when missing */
+    const char *content_type; /* CONTENT_TYPE or NULL */
     enum request_content content;
     const char *authorization; /* HTTP_AUTHORIZATION or NULL */
     const char *forwarded_for; /* HTTP_X_FORWARDED_FOR or NULL */

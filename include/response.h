@@ -17,8 +17,8 @@
 
 struct response {
     int status;
-    json_t *body;             /* owned; NULL: no body */
-    const char *content_type; /* static string; NULL means application/json */
+    json_t *body;                       /* owned; NULL: no body */
+    const char *content_type;           /* static string; NULL means application/json */
     char headers[RESPONSE_HEADERS_MAX]; /* extra "Name: value\r\n" lines */
     size_t headers_len;
 };
@@ -40,8 +40,8 @@ void response_detail(struct response *resp, int status, const char *detail);
  * {"detail":[{"loc":["body", field],"msg": msg,"type": type}]}. field may be NULL
  * (loc is then ["body"]); all borrowed.
  */
-void response_invalid(struct response *resp, const char *where, const char *field,
-                      const char *msg, const char *type);
+void response_invalid(struct response *resp, const char *where, const char *field, const char *msg,
+                      const char *type);
 
 /*
  * Appends "name: value\r\n". Returns 0, or -1 when value holds CR, LF or NUL or the

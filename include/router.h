@@ -27,11 +27,11 @@ enum router_body {
 
 struct router_route {
     const char *method;
-    const char *pattern;      /* literal path, or one trailing "{name}" segment */
+    const char *pattern; /* literal path, or one trailing "{name}" segment */
     enum router_class class_;
     bool needs_user;
     enum router_body body;
-    handler_fn handler;       /* NULL: the route exists but its handler has not landed */
+    handler_fn handler; /* NULL: the route exists but its handler has not landed */
 };
 
 enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
@@ -46,8 +46,7 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
  */
 enum router_result router_match(const char *method, const char *path,
                                 const struct router_route **route,
-                                char param[HANDLER_PARAM_MAX + 1],
-                                char allow[ROUTER_ALLOW_MAX]);
+                                char param[HANDLER_PARAM_MAX + 1], char allow[ROUTER_ALLOW_MAX]);
 
 /* The class name used in logs: "ai", "api", "auth" or "none". */
 const char *router_class_name(enum router_class class_);

@@ -12,8 +12,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TIERS_TIER_NAME_MAX 64     /* bytes, without the NUL */
-#define TIERS_MAX 64         /* tiers in one file */
+#define TIERS_TIER_NAME_MAX 64      /* bytes, without the NUL */
+#define TIERS_MAX 64                /* tiers in one file */
 #define TIERS_FILE_MAX (256 * 1024) /* bytes of limits.json */
 
 /* The five tiers the gateway itself picks (SPEC 5.1); a file must define all five. */
@@ -25,10 +25,10 @@
 
 struct tier {
     char name[TIERS_TIER_NAME_MAX + 1]; /* [A-Za-z0-9_.-]+ */
-    double rate;                         /* tokens_per_second, > 0, finite, <= 1e6 */
-    long capacity;                       /* burst_capacity, whole number 1..1e9 */
-    long ttl;                            /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
-    long refill_seconds;                 /* ceil(capacity / rate): the "w" of RateLimit-Policy */
+    double rate;                        /* tokens_per_second, > 0, finite, <= 1e6 */
+    long capacity;                      /* burst_capacity, whole number 1..1e9 */
+    long ttl;                           /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
+    long refill_seconds;                /* ceil(capacity / rate): the "w" of RateLimit-Policy */
 };
 
 struct tiers {
@@ -42,8 +42,8 @@ struct tiers {
  * Returns 0, or -1 with a one-line reason in err (never longer than errlen).
  * *out is written only on success.
  */
-int tiers_parse(const char *json, size_t len, bool development, struct tiers *out,
-                 char *err, size_t errlen);
+int tiers_parse(const char *json, size_t len, bool development, struct tiers *out, char *err,
+                size_t errlen);
 
 /* Reads the file at path (at most TIERS_FILE_MAX bytes) and parses it as above. */
 int tiers_load(const char *path, bool development, struct tiers *out, char *err, size_t errlen);

@@ -99,11 +99,13 @@ static void test_config_empty_means_default(void **state)
     struct config *cfg = new_config();
     char err[ERR_MAX];
     const struct env_pair env[] = {
-        {"JWT_SECRET", SECRET},     {"REDIS_URL", ""},       {"RATE_LIMITS_FILE", ""},
-        {"RATE_LIMIT_FAIL_MODE", ""}, {"TRUSTED_PROXIES", ""}, {"JWT_TTL", ""},
-        {"MISTRAL_API_KEY", ""},    {"MISTRAL_API_URL", ""}, {"MISTRAL_MODEL", ""},
-        {"MISTRAL_TIMEOUT", ""},    {"GATEWAY_THREADS", ""}, {"ENVIRONMENT", ""},
-        {"LOG_LEVEL", ""},          {NULL, NULL},
+        {"JWT_SECRET", SECRET},   {"REDIS_URL", ""},
+        {"RATE_LIMITS_FILE", ""}, {"RATE_LIMIT_FAIL_MODE", ""},
+        {"TRUSTED_PROXIES", ""},  {"JWT_TTL", ""},
+        {"MISTRAL_API_KEY", ""},  {"MISTRAL_API_URL", ""},
+        {"MISTRAL_MODEL", ""},    {"MISTRAL_TIMEOUT", ""},
+        {"GATEWAY_THREADS", ""},  {"ENVIRONMENT", ""},
+        {"LOG_LEVEL", ""},        {NULL, NULL},
     };
 
     int rc = load(env, cfg, err);
@@ -203,11 +205,11 @@ static void test_config_choices(void **state)
         if (load_one(cases[i].name, cases[i].value, cfg, err) != 0)
             fail_msg("row at line %d: %s", cases[i].line, err);
         long got = strcmp(cases[i].name, "RATE_LIMIT_FAIL_MODE") == 0 ? (long)cfg->fail_mode
-                   : strcmp(cases[i].name, "LOG_LEVEL") == 0           ? (long)cfg->log_level
-                   : strcmp(cases[i].name, "ENVIRONMENT") == 0         ? (long)cfg->development
-                   : strcmp(cases[i].name, "GATEWAY_THREADS") == 0     ? (long)cfg->threads
-                   : strcmp(cases[i].name, "JWT_TTL") == 0             ? cfg->jwt_ttl
-                                                                       : cfg->mistral_timeout;
+                   : strcmp(cases[i].name, "LOG_LEVEL") == 0          ? (long)cfg->log_level
+                   : strcmp(cases[i].name, "ENVIRONMENT") == 0        ? (long)cfg->development
+                   : strcmp(cases[i].name, "GATEWAY_THREADS") == 0    ? (long)cfg->threads
+                   : strcmp(cases[i].name, "JWT_TTL") == 0            ? cfg->jwt_ttl
+                                                                      : cfg->mistral_timeout;
         if (got != cases[i].want)
             fail_msg("row at line %d: got %ld, want %d", cases[i].line, got, cases[i].want);
         config_free(cfg);
@@ -260,8 +262,9 @@ static void test_config_bad_values(void **state)
         {__LINE__, "LOG_LEVEL", "verbose",
          "LOG_LEVEL: must be debug, info, warn or error (got \"verbose\")"},
         {__LINE__, "LOG_LEVEL", "INFO", "LOG_LEVEL: must be*"},
-        {__LINE__, "LOG_LEVEL", "in\nfo", "LOG_LEVEL: must be debug, info, warn or error (got "
-                                          "\"in?fo\")"},
+        {__LINE__, "LOG_LEVEL", "in\nfo",
+         "LOG_LEVEL: must be debug, info, warn or error (got "
+         "\"in?fo\")"},
         {__LINE__, "LOG_LEVEL", "a\"b\\c\x7f\xc3\xa9",
          "LOG_LEVEL: must be debug, info, warn or error (got \"a?b?c???\")"},
         {__LINE__, "GATEWAY_THREADS", long_x,
@@ -302,8 +305,8 @@ static void test_config_bad_values(void **state)
         int rc = load(env, cfg, err);
         size_t wl = strlen(cases[i].want);
         bool prefix = cases[i].want[wl - 1] == '*';
-        bool match = prefix ? strncmp(err, cases[i].want, wl - 1) == 0
-                            : strcmp(err, cases[i].want) == 0;
+        bool match =
+            prefix ? strncmp(err, cases[i].want, wl - 1) == 0 : strcmp(err, cases[i].want) == 0;
         if (rc != -1 || !match || strchr(err, '\n') != NULL)
             fail_msg("row at line %d: rc %d, err \"%s\"", cases[i].line, rc, err);
         /* the output is untouched on failure */
@@ -321,8 +324,8 @@ static void test_config_jwt_secret_bounds(void **state)
         size_t len; /* 0: unset */
         bool unset, ok;
     } cases[] = {
-        {__LINE__, 0, true, false}, {__LINE__, 0, false, false}, {__LINE__, 1, false, false},
-        {__LINE__, 31, false, false}, {__LINE__, 32, false, true}, {__LINE__, 512, false, true},
+        {__LINE__, 0, true, false},    {__LINE__, 0, false, false},    {__LINE__, 1, false, false},
+        {__LINE__, 31, false, false},  {__LINE__, 32, false, true},    {__LINE__, 512, false, true},
         {__LINE__, 513, false, false}, {__LINE__, 4000, false, false},
     };
     static char value[4001];
@@ -332,8 +335,7 @@ static void test_config_jwt_secret_bounds(void **state)
         char err[ERR_MAX];
         memset(value, 'k', cases[i].len);
         value[cases[i].len] = '\0';
-        const struct env_pair env[] = {{"JWT_SECRET", cases[i].unset ? NULL : value},
-                                       {NULL, NULL}};
+        const struct env_pair env[] = {{"JWT_SECRET", cases[i].unset ? NULL : value}, {NULL, NULL}};
         int rc = load(env, cfg, err);
         if ((rc == 0) != cases[i].ok)
             fail_msg("row at line %d: rc %d, err \"%s\"", cases[i].line, rc, err);
@@ -422,8 +424,8 @@ static void test_config_redis_urls(void **state)
         {__LINE__, "redis://localhost", NULL, false, "localhost", "", "", 6379, 0},
         {__LINE__, "redis://localhost/", NULL, false, "localhost", "", "", 6379, 0},
         {__LINE__, "redis://localhost:6380", NULL, false, "localhost", "", "", 6380, 0},
-        {__LINE__, "redis://r-1.example_x.com:1/15", NULL, false, "r-1.example_x.com", "", "",
-         1, 15},
+        {__LINE__, "redis://r-1.example_x.com:1/15", NULL, false, "r-1.example_x.com", "", "", 1,
+         15},
         {__LINE__, "redis://h:65535/1000", NULL, false, "h", "", "", 65535, 1000},
         {__LINE__, "REDIS://H", NULL, false, "H", "", "", 6379, 0},
         {__LINE__, "redis://:pw@h", NULL, false, "h", "", "pw", 6379, 0},
@@ -432,11 +434,11 @@ static void test_config_redis_urls(void **state)
         {__LINE__, "redis://u:p:w@d/x@h:1/3", NULL, false, "h", "u", "p:w@d/x", 1, 3},
         {__LINE__, "redis://[::1]:6380/1", NULL, false, "::1", "", "", 6380, 1},
         {__LINE__, "redis://[2001:db8::1]", NULL, false, "2001:db8::1", "", "", 6379, 0},
-        {__LINE__, "redis://u:p@[::ffff:192.0.2.1]/4", NULL, false, "::ffff:192.0.2.1", "u",
-         "p", 6379, 4},
+        {__LINE__, "redis://u:p@[::ffff:192.0.2.1]/4", NULL, false, "::ffff:192.0.2.1", "u", "p",
+         6379, 4},
         {__LINE__, "redis://h/007", NULL, false, "h", "", "", 6379, 7},
-        {__LINE__, "unix:///var/run/redis/redis.sock", NULL, true,
-         "/var/run/redis/redis.sock", "", "", 0, 0},
+        {__LINE__, "unix:///var/run/redis/redis.sock", NULL, true, "/var/run/redis/redis.sock", "",
+         "", 0, 0},
         {__LINE__, ok_user, NULL, false, "h", ok_user + 8, "p", 6379, 0},
         {__LINE__, ok_path, NULL, true, ok_path + 7, "", "", 0, 0},
         /* errors */
@@ -468,8 +470,7 @@ static void test_config_redis_urls(void **state)
         {__LINE__, "redis://[]:1", "host: not an IPv6", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, "redis://[zz]:1", "host: not an IPv6", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, "redis://[127.0.0.1]", "host: not an IPv6", false, NULL, NULL, NULL, 0, 0},
-        {__LINE__, "redis://[fe80::1%eth0]", "host: not an IPv6", false, NULL, NULL, NULL, 0,
-         0},
+        {__LINE__, "redis://[fe80::1%eth0]", "host: not an IPv6", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, "redis://[::1]x", "host: only :port", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, "redis://h?db=1", "query", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, "redis://h/1#x", "query", false, NULL, NULL, NULL, 0, 0},
@@ -482,10 +483,9 @@ static void test_config_redis_urls(void **state)
         {__LINE__, "unix://relative.sock", "a unix socket needs an absolute path", false, NULL,
          NULL, NULL, 0, 0},
         {__LINE__, "unix://", "a unix socket needs", false, NULL, NULL, NULL, 0, 0},
-        {__LINE__, "unix:///tmp/r.sock?db=1", "unix socket URLs take no query", false, NULL,
-         NULL, NULL, 0, 0},
-        {__LINE__, long_path, "unix socket path longer than 107", false, NULL, NULL, NULL, 0,
-         0},
+        {__LINE__, "unix:///tmp/r.sock?db=1", "unix socket URLs take no query", false, NULL, NULL,
+         NULL, 0, 0},
+        {__LINE__, long_path, "unix socket path longer than 107", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, long_user, "user longer than 127", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, long_pass, "password longer than 255", false, NULL, NULL, NULL, 0, 0},
         {__LINE__, long_host, "host must be", false, NULL, NULL, NULL, 0, 0},
@@ -509,8 +509,7 @@ static void test_config_redis_urls(void **state)
         bool ok = r.unix_socket == cases[i].unix_socket &&
                   strcmp(r.unix_socket ? r.path : r.host, cases[i].host_or_path) == 0 &&
                   (r.unix_socket || r.port == cases[i].port) && r.db == cases[i].db;
-        ok = ok && strcmp(r.user, cases[i].user) == 0 &&
-             strcmp(r.password, cases[i].password) == 0;
+        ok = ok && strcmp(r.user, cases[i].user) == 0 && strcmp(r.password, cases[i].password) == 0;
         if (cases[i].url == ok_user)
             ok = r.unix_socket == false && strlen(r.user) == 127 && strcmp(r.host, "h") == 0;
         if (!ok)
@@ -530,12 +529,12 @@ static void write_temp(char *path, size_t pathlen, const char *text)
     close(fd);
 }
 
-#define TIERS_JSON(auth_capacity)                                                                \
-    "{\"tiers\":{\"ai_authenticated\":{\"tokens_per_second\":2,\"burst_capacity\":5},"           \
-    "\"ai_anonymous\":{\"tokens_per_second\":0.5,\"burst_capacity\":2},"                         \
-    "\"api_authenticated\":{\"tokens_per_second\":10,\"burst_capacity\":20},"                    \
-    "\"api_anonymous\":{\"tokens_per_second\":5,\"burst_capacity\":10},"                         \
-    "\"auth\":{\"tokens_per_second\":0.5,\"burst_capacity\":" auth_capacity "},"                 \
+#define TIERS_JSON(auth_capacity)                                                                  \
+    "{\"tiers\":{\"ai_authenticated\":{\"tokens_per_second\":2,\"burst_capacity\":5},"             \
+    "\"ai_anonymous\":{\"tokens_per_second\":0.5,\"burst_capacity\":2},"                           \
+    "\"api_authenticated\":{\"tokens_per_second\":10,\"burst_capacity\":20},"                      \
+    "\"api_anonymous\":{\"tokens_per_second\":5,\"burst_capacity\":10},"                           \
+    "\"auth\":{\"tokens_per_second\":0.5,\"burst_capacity\":" auth_capacity "},"                   \
     "\"premium_user\":{\"tokens_per_second\":20,\"burst_capacity\":50}}}"
 
 static void test_config_limits_file(void **state)
@@ -668,8 +667,7 @@ static void test_config_log_summary(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(tiers, 0), "name")),
                         TIER_AI_AUTH);
     assert_true(json_number_value(json_object_get(json_array_get(tiers, 0), "rate")) == 2);
-    assert_int_equal(json_integer_value(json_object_get(json_array_get(tiers, 0), "capacity")),
-                     5);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(tiers, 0), "capacity")), 5);
     assert_string_equal(json_string_value(json_object_get(line, "fail_mode")), "open");
     assert_int_equal(json_integer_value(json_object_get(line, "trusted_proxies")), 1);
     assert_int_equal(json_integer_value(json_object_get(line, "jwt_ttl")), 3600);
@@ -685,15 +683,13 @@ static void test_config_log_summary(void **state)
     free(text);
     config_free(cfg);
 
-    const struct env_pair offline[] = {{"JWT_SECRET", SECRET},
-                                       {"REDIS_URL", "unix:///run/redis.sock"},
-                                       {NULL, NULL}};
+    const struct env_pair offline[] = {
+        {"JWT_SECRET", SECRET}, {"REDIS_URL", "unix:///run/redis.sock"}, {NULL, NULL}};
     assert_int_equal(load(offline, cfg, err), 0);
     text = capture_summary(cfg);
     line = json_loads(text, 0, &jerr);
     assert_non_null(line);
-    assert_string_equal(json_string_value(json_object_get(line, "redis")),
-                        "unix:/run/redis.sock");
+    assert_string_equal(json_string_value(json_object_get(line, "redis")), "unix:/run/redis.sock");
     assert_true(json_is_false(json_object_get(line, "redis_auth")));
     assert_string_equal(json_string_value(json_object_get(line, "mistral_backend")), "offline");
     assert_null(json_object_get(line, "mistral_url"));

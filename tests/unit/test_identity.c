@@ -82,11 +82,8 @@ static void make_token(char *out, size_t cap, const char *header, const char *pa
         b64url(mac, crypto_auth_hmacsha512_BYTES, s, sizeof(s));
         break;
     }
-    case SIG_EMPTY:
-        break;
-    case SIG_JUNK:
-        memcpy(s, "c2lnbmF0dXJl", sizeof("c2lnbmF0dXJl"));
-        break;
+    case SIG_EMPTY: break;
+    case SIG_JUNK: memcpy(s, "c2lnbmF0dXJl", sizeof("c2lnbmF0dXJl")); break;
     }
     n = snprintf(out, cap, "%s.%s", input, s);
     assert_true(n > 0 && (size_t)n < cap);

@@ -140,16 +140,16 @@ static void test_ratelimit_retry_never_after_reset(void **state)
                     long base = (long)floor(now);
                     if (v.reset_at != base + v.reset_after &&
                         v.reset_at != base + v.reset_after + 1)
-                        fail_msg("cap %ld rate %g tokens %g: reset_at %ld vs t %ld",
-                                 capacities[c], rates[r], tokens, v.reset_at, v.reset_after);
+                        fail_msg("cap %ld rate %g tokens %g: reset_at %ld vs t %ld", capacities[c],
+                                 rates[r], tokens, v.reset_at, v.reset_after);
                     if (v.remaining < 0 || v.remaining > capacities[c])
                         fail_msg("remaining %ld", v.remaining);
                     if (!v.allowed) {
                         if (v.retry_after < 1 || v.retry_after > v.reset_after ||
                             (double)v.reset_at <= now)
                             fail_msg("cap %ld rate %g tokens %g: retry %ld t %ld reset %ld",
-                                     capacities[c], rates[r], tokens, v.retry_after,
-                                     v.reset_after, v.reset_at);
+                                     capacities[c], rates[r], tokens, v.retry_after, v.reset_after,
+                                     v.reset_at);
                     } else {
                         assert_int_equal(v.retry_after, 0);
                     }
@@ -464,11 +464,26 @@ struct reply_row {
     double now;
 };
 
-#define I(n) {REDIS_REPLY_INTEGER, (n), NULL, -1}
-#define S(s) {REDIS_REPLY_STRING, 0, (s), -1}
-#define SN(s, n) {REDIS_REPLY_STRING, 0, (s), (n)}
-#define NIL {REDIS_REPLY_NIL, 0, NULL, -1}
-#define ERR(s) {REDIS_REPLY_ERROR, 0, (s), -1}
+#define I(n)                                                                                       \
+    {                                                                                              \
+        REDIS_REPLY_INTEGER, (n), NULL, -1                                                         \
+    }
+#define S(s)                                                                                       \
+    {                                                                                              \
+        REDIS_REPLY_STRING, 0, (s), -1                                                             \
+    }
+#define SN(s, n)                                                                                   \
+    {                                                                                              \
+        REDIS_REPLY_STRING, 0, (s), (n)                                                            \
+    }
+#define NIL                                                                                        \
+    {                                                                                              \
+        REDIS_REPLY_NIL, 0, NULL, -1                                                               \
+    }
+#define ERR(s)                                                                                     \
+    {                                                                                              \
+        REDIS_REPLY_ERROR, 0, (s), -1                                                              \
+    }
 #define ARR REDIS_REPLY_ARRAY
 #define OK4(a, b, c, d) 4, {a, b, c, d}, -1
 
@@ -477,10 +492,9 @@ static const char long_number[] = /* 64 bytes: over the cap, however valid */
 
 static const struct reply_row reply_rows[] = {
     {__LINE__, ARR, OK4(I(1), S("4"), S("1699900000"), S("0")), true, true, 4, NOW0},
-    {__LINE__, ARR, OK4(I(0), S("0.25"), I(1699900000), I(500000)), true, false, 0.25,
-     NOW0 + 0.5},
-    {__LINE__, ARR, OK4(I(1), S("0.99999999999999978"), S("1699900000"), S("999999")), true,
-     true, 0.99999999999999978, NOW0 + 0.999999},
+    {__LINE__, ARR, OK4(I(0), S("0.25"), I(1699900000), I(500000)), true, false, 0.25, NOW0 + 0.5},
+    {__LINE__, ARR, OK4(I(1), S("0.99999999999999978"), S("1699900000"), S("999999")), true, true,
+     0.99999999999999978, NOW0 + 0.999999},
     {__LINE__, ARR, OK4(I(1), S("1e-5"), S("0"), S("0")), true, true, 1e-5, 0},
     /* not an array of 4 */
     {__LINE__, REDIS_REPLY_STRING, OK4(I(1), S("4"), S("1"), S("0")), false, 0, 0, 0},
@@ -543,8 +557,7 @@ static void test_ratelimit_reply_table(void **state)
             els[k].integer = row->el[k].integer;
             els[k].str = (char *)row->el[k].str;
             if (row->el[k].str != NULL)
-                els[k].len = row->el[k].len >= 0 ? (size_t)row->el[k].len
-                                                 : strlen(row->el[k].str);
+                els[k].len = row->el[k].len >= 0 ? (size_t)row->el[k].len : strlen(row->el[k].str);
             ptrs[k] = k == row->null_element ? NULL : &els[k];
         }
         top.type = row->type;

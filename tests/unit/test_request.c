@@ -32,10 +32,13 @@ static void test_stream(FCGX_Stream *s, unsigned char *buf, size_t len)
 static void test_request_init_params(void **state)
 {
     (void)state;
-    char *envp[] = {P("REQUEST_METHOD=POST"), P("REQUEST_URI=/login?x=1#f"),
+    char *envp[] = {P("REQUEST_METHOD=POST"),
+                    P("REQUEST_URI=/login?x=1#f"),
                     P("QUERY_STRING=x=1"),
                     P("CONTENT_TYPE=application/x-www-form-urlencoded; charset=UTF-8"),
-                    P("HTTP_AUTHORIZATION=Bearer t"), P("REMOTE_ADDR=192.0.2.1"), NULL};
+                    P("HTTP_AUTHORIZATION=Bearer t"),
+                    P("REMOTE_ADDR=192.0.2.1"),
+                    NULL};
     struct request req;
 
     request_init(&req, envp);

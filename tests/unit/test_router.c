@@ -21,12 +21,15 @@ struct router_case {
 
 static const struct router_case cases[] = {
     {__LINE__, "POST", "/start-story", ROUTER_FOUND, "/start-story", "", ROUTER_CLASS_AI, false},
-    {__LINE__, "POST", "/continue-story", ROUTER_FOUND, "/continue-story", "", ROUTER_CLASS_AI, false},
+    {__LINE__, "POST", "/continue-story", ROUTER_FOUND, "/continue-story", "", ROUTER_CLASS_AI,
+     false},
     {__LINE__, "POST", "/end-story", ROUTER_FOUND, "/end-story", "", ROUTER_CLASS_AI, false},
     {__LINE__, "GET", "/suggestions", ROUTER_FOUND, "/suggestions", "", ROUTER_CLASS_AI, false},
     {__LINE__, "GET", "/stories", ROUTER_FOUND, "/stories", "", ROUTER_CLASS_API, true},
-    {__LINE__, "GET", "/stories/abc123", ROUTER_FOUND, "/stories/{story_id}", "abc123", ROUTER_CLASS_API, true},
-    {__LINE__, "DELETE", "/stories/abc123", ROUTER_FOUND, "/stories/{story_id}", "abc123", ROUTER_CLASS_API, true},
+    {__LINE__, "GET", "/stories/abc123", ROUTER_FOUND, "/stories/{story_id}", "abc123",
+     ROUTER_CLASS_API, true},
+    {__LINE__, "DELETE", "/stories/abc123", ROUTER_FOUND, "/stories/{story_id}", "abc123",
+     ROUTER_CLASS_API, true},
     {__LINE__, "GET", "/me", ROUTER_FOUND, "/me", "", ROUTER_CLASS_API, true},
     {__LINE__, "POST", "/signup", ROUTER_FOUND, "/signup", "", ROUTER_CLASS_AUTH, false},
     {__LINE__, "POST", "/login", ROUTER_FOUND, "/login", "", ROUTER_CLASS_AUTH, false},

@@ -16,10 +16,10 @@
 #define DOC_MAX 16384
 
 /* The four required tiers other than "auth", so one row can vary "auth" alone. */
-#define OTHERS                                                                                   \
-    "\"ai_authenticated\":{\"tokens_per_second\":2,\"burst_capacity\":5},"                       \
-    "\"ai_anonymous\":{\"tokens_per_second\":0.5,\"burst_capacity\":2},"                         \
-    "\"api_authenticated\":{\"tokens_per_second\":10,\"burst_capacity\":20},"                    \
+#define OTHERS                                                                                     \
+    "\"ai_authenticated\":{\"tokens_per_second\":2,\"burst_capacity\":5},"                         \
+    "\"ai_anonymous\":{\"tokens_per_second\":0.5,\"burst_capacity\":2},"                           \
+    "\"api_authenticated\":{\"tokens_per_second\":10,\"burst_capacity\":20},"                      \
     "\"api_anonymous\":{\"tokens_per_second\":5,\"burst_capacity\":10}"
 #define WITH_AUTH(auth) "{\"tiers\":{" OTHERS ",\"auth\":" auth "}}"
 #define GOOD WITH_AUTH("{\"tokens_per_second\":0.5,\"burst_capacity\":3}")
@@ -39,9 +39,8 @@ static void test_tiers_repo_file_loads(void **state)
         double rate;
         long capacity, refill, ttl;
     } want[] = {
-        {TIER_AI_AUTH, 2, 5, 3, 4},   {TIER_AI_ANON, 0.5, 2, 4, 5},
-        {TIER_API_AUTH, 10, 20, 2, 3}, {TIER_API_ANON, 5, 10, 2, 3},
-        {TIER_AUTH, 0.5, 3, 6, 7},
+        {TIER_AI_AUTH, 2, 5, 3, 4},   {TIER_AI_ANON, 0.5, 2, 4, 5}, {TIER_API_AUTH, 10, 20, 2, 3},
+        {TIER_API_ANON, 5, 10, 2, 3}, {TIER_AUTH, 0.5, 3, 6, 7},
     };
 
     /* The tests run from the repository root. */
@@ -158,8 +157,9 @@ static void test_tiers_bad_documents(void **state)
          "name must be 1 to 64 characters"},
         /* duplicates, at every level */
         {__LINE__, "{\"tiers\":{},\"tiers\":{}}", "duplicate object key"},
-        {__LINE__, "{\"tiers\":{" OTHERS ",\"auth\":{\"tokens_per_second\":1,\"burst_capacity\":3},"
-                   "\"auth\":{\"tokens_per_second\":1,\"burst_capacity\":3}}}",
+        {__LINE__,
+         "{\"tiers\":{" OTHERS ",\"auth\":{\"tokens_per_second\":1,\"burst_capacity\":3},"
+         "\"auth\":{\"tokens_per_second\":1,\"burst_capacity\":3}}}",
          "duplicate object key"},
         {__LINE__, WITH_AUTH("{\"tokens_per_second\":1,\"burst_capacity\":3,\"burst_capacity\":4}"),
          "duplicate object key"},
@@ -278,18 +278,18 @@ static void test_tiers_timing_table(void **state)
         {__LINE__, "1000000", "1", 1, 2},
         {__LINE__, "1", "1000000000", 1000000000, 1000000001},
         {__LINE__, "0.7", "7", 10, 11},
-        {__LINE__, "0.7", "21", 30, 31},      /* 21 / 0.7 = 30.000000000000004 in binary */
+        {__LINE__, "0.7", "21", 30, 31}, /* 21 / 0.7 = 30.000000000000004 in binary */
         {__LINE__, "0.1", "3", 30, 31},
         {__LINE__, "0.3", "3", 10, 11},
-        {__LINE__, "0.3", "1", 4, 5},         /* 3.33.. */
+        {__LINE__, "0.3", "1", 4, 5}, /* 3.33.. */
         {__LINE__, "0.2", "7", 35, 36},
         {__LINE__, "0.07", "7", 100, 101},
         {__LINE__, "1.1", "11", 10, 11},
-        {__LINE__, "3", "10", 4, 5},          /* 3.33.. */
+        {__LINE__, "3", "10", 4, 5}, /* 3.33.. */
         {__LINE__, "3", "9", 3, 4},
         {__LINE__, "0.001", "5", 5000, 5001},
         {__LINE__, "7", "1000000000", 142857143, 142857144},
-        {__LINE__, "1.5", "4", 3, 4},         /* 2.67 */
+        {__LINE__, "1.5", "4", 3, 4}, /* 2.67 */
         {__LINE__, "2", "4.0", 2, 3},
     };
 
@@ -297,9 +297,8 @@ static void test_tiers_timing_table(void **state)
         char doc[1024];
         struct tiers l;
         char err[ERR_MAX] = "";
-        snprintf(doc, sizeof doc,
-                 WITH_AUTH("{\"tokens_per_second\":%s,\"burst_capacity\":%s}"), cases[i].rate,
-                 cases[i].capacity);
+        snprintf(doc, sizeof doc, WITH_AUTH("{\"tokens_per_second\":%s,\"burst_capacity\":%s}"),
+                 cases[i].rate, cases[i].capacity);
         int rc = parse(doc, false, &l, err);
         if (rc != 0)
             fail_msg("row at line %d: %s", cases[i].line, err);
@@ -329,8 +328,7 @@ static void test_tiers_timing_exhaustive(void **state)
                 else
                     snprintf(rate, sizeof rate, "%ld.%0*ld", r / scale[k], k, r % scale[k]);
                 snprintf(doc, sizeof doc,
-                         WITH_AUTH("{\"tokens_per_second\":%s,\"burst_capacity\":%ld}"), rate,
-                         cap);
+                         WITH_AUTH("{\"tokens_per_second\":%s,\"burst_capacity\":%ld}"), rate, cap);
                 if (parse(doc, false, &l, err) != 0)
                     fail_msg("rate %s capacity %ld: %s", rate, cap, err);
                 const struct tier *t = tiers_find(&l, TIER_AUTH);
@@ -441,8 +439,7 @@ static void test_tiers_load_errors(void **state)
     assert_int_equal(tiers_load(path, false, &l, err, sizeof err), -1);
     char want[512];
     snprintf(want, sizeof want,
-             "%s: tier \"auth\": burst_capacity must be a whole number from 1 to 1000000000",
-             path);
+             "%s: tier \"auth\": burst_capacity must be a whole number from 1 to 1000000000", path);
     assert_string_equal(err, want);
     unlink(path);
     rmdir(dir);

@@ -56,8 +56,7 @@ static void test_validate_body_cases(void **state)
             assert_null(doc);
             assert_int_equal(resp.status, 422);
             json_t *item = json_array_get(json_object_get(resp.body, "detail"), 0);
-            assert_string_equal(json_string_value(json_object_get(item, "type")),
-                                cases[i].type);
+            assert_string_equal(json_string_value(json_object_get(item, "type")), cases[i].type);
             assert_string_equal(json_string_value(json_array_get(json_object_get(item, "loc"), 0)),
                                 "body");
         }
