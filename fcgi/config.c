@@ -434,7 +434,7 @@ static int config_mistral_url(struct config *c, config_getenv_fn get, char *err,
 
     if (v == NULL)
         v = CONFIG_DEFAULT_MISTRAL_URL;
-    size_t len = strnlen(v, sizeof c->mistral_api_url);
+    size_t len = strlen(v); /* NUL-terminated: the environment, or the default */
     if (len >= sizeof c->mistral_api_url)
         problem = "must be at most " SG_STR(CONFIG_MISTRAL_URL_MAX) " bytes";
     else
