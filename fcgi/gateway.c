@@ -15,6 +15,8 @@
 #include "response.h"
 #include "router.h"
 
+#define GATEWAY_LOG_PATH_MAX 256 /* bytes of a request path quoted in a log line */
+
 /* Who is calling: a valid user, or an address (also for an invalid token). */
 struct gateway_caller {
     enum identity_status status;
@@ -46,14 +48,20 @@ static void gateway_client_ip(const struct config *cfg, const struct request *re
                             "a trusted proxy sent a malformed X-Forwarded-For entry"));
 }
 
-static void gateway_identify(const struct config *cfg, const struct request *req,
+/*
+ * Identifies the caller. use_token false (the auth class: sign-up and log-in, charged by
+ * IP for everyone) ignores the Authorization header, so a client holding an expired
+ * token can still log in again, as it could with the FastAPI backend.
+ */
+static void gateway_identify(const struct config *cfg, const struct request *req, bool use_token,
                              struct gateway_caller *caller)
 {
     char ip[CLIENTIP_TEXT_MAX];
 
     caller->sub[0] = '\0';
-    caller->status = identity_check(req->authorization, cfg->jwt_secret, cfg->jwt_secret_len,
-                                    time(NULL), caller->sub);
+    caller->status = use_token ? identity_check(req->authorization, cfg->jwt_secret,
+                                                cfg->jwt_secret_len, time(NULL), caller->sub)
+                               : IDENTITY_NONE;
     if (caller->status == IDENTITY_USER) {
         snprintf(caller->identifier, sizeof caller->identifier, "user:%s", caller->sub);
         return;
@@ -97,9 +105,12 @@ static void gateway_refuse(const struct request *req, const struct gateway_calle
     } else {
         response_json(resp, 429, ratelimit_body(v));
     }
+    /* The path is the client's bytes: made printable, or jansson would refuse the line. */
+    char path[GATEWAY_LOG_PATH_MAX + 4];
+    log_printable(req->path, GATEWAY_LOG_PATH_MAX, path, sizeof path);
     log_event(LOG_WARN, "rate_limited",
               json_pack("{s:s, s:s, s:s, s:f, s:i}", "identifier", caller->identifier, "tier",
-                        v->tier->name, "path", req->path, "tokens_remaining",
+                        v->tier->name, "path", path, "tokens_remaining",
                         floor(v->tokens * 1000.0 + 0.5) / 1000.0, "retry_after",
                         (int)v->retry_after));
 }
@@ -199,9 +210,9 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
         gateway_run(w, route, param, NULL, req, resp);
         return;
     }
-    gateway_identify(w->cfg, req, &caller);
-    const struct tier *tier =
-        gateway_tier(w->cfg, rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API, &caller);
+    enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
+    gateway_identify(w->cfg, req, class_ != ROUTER_CLASS_AUTH, &caller);
+    const struct tier *tier = gateway_tier(w->cfg, class_, &caller);
     if (gateway_charge_or_reply(w, tier, &caller, req, &charge, resp) != 0)
         goto headers;
     if (caller.status == IDENTITY_INVALID) {

@@ -195,13 +195,14 @@ out:
 }
 
 /*
- * The claims of a verified token: exp an integer later than now, iss ours, sub well
- * formed. Returns sub (borrowed from jwt) or NULL.
+ * The claims of a verified token: exp an integer later than now, iat an integer not
+ * later than now (with IDENTITY_CLOCK_SKEW), iss ours, sub well formed. Returns sub
+ * (borrowed from jwt) or NULL.
  */
 static const char *claims_sub(jwt_t *jwt, time_t now)
 {
     const char *iss, *sub;
-    long exp;
+    long exp, iat;
 
     errno = 0;
     exp = jwt_get_grant_int(jwt, "exp");
@@ -209,6 +210,12 @@ static const char *claims_sub(jwt_t *jwt, time_t now)
         return NULL; /* missing, or a string, real, boolean or null */
     if ((long long)exp <= (long long)now)
         return NULL;
+    errno = 0;
+    iat = jwt_get_grant_int(jwt, "iat");
+    if (errno != 0 || !grant_is_integer(jwt, "iat"))
+        return NULL;
+    if ((long long)iat > (long long)now + IDENTITY_CLOCK_SKEW)
+        return NULL; /* issued in the future: not by us */
     iss = jwt_get_grant(jwt, "iss");
     if (iss == NULL || strcmp(iss, IDENTITY_ISSUER) != 0)
         return NULL;

@@ -6,10 +6,12 @@
  * spawn-fcgi). libfcgi cannot multiplex, so FCGX_Accept_r is serialised by one
  * mutex; each thread then owns its request, its Redis connection and its state.
  */
+#include <errno.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,24 +29,35 @@
 
 /* Serialises FCGX_Accept_r: libfcgi allows one accepting thread at a time. */
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set by the first thread whose accept fails, so the reason is logged once. */
+static atomic_bool accept_failed;
 
 static const char *main_getenv(const char *name)
 {
     return getenv(name);
 }
 
-/* limits.json beside the build (<repo>/build/story-gateway -> <repo>/limits.json),
- * else the installed one. */
+/*
+ * The limits.json to use when RATE_LIMITS_FILE is unset, found from the binary's own
+ * place: <repo>/build/story-gateway reads <repo>/limits.json, and
+ * <prefix>/bin/story-gateway reads <prefix>/share/story-gateway/limits.json whatever
+ * the prefix; else the one of the PREFIX it was built for.
+ */
 static void main_default_limits(char *out, size_t len)
 {
+    static const char *const beside[] = {"%s/../limits.json",
+                                         "%s/../share/story-gateway/limits.json"};
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
 
     if (n > 0) {
         exe[n] = '\0';
-        snprintf(out, len, "%s/../limits.json", dirname(exe));
-        if (access(out, R_OK) == 0)
-            return;
+        const char *dir = dirname(exe);
+        for (size_t i = 0; i < sizeof beside / sizeof beside[0]; i++) {
+            snprintf(out, len, beside[i], dir);
+            if (access(out, R_OK) == 0)
+                return;
+        }
     }
     snprintf(out, len, "%s/limits.json", SG_DATADIR);
 }
@@ -57,8 +70,15 @@ static void *main_worker(void *arg)
         pthread_mutex_lock(&accept_lock);
         int rc = FCGX_Accept_r(&w->fcgx);
         pthread_mutex_unlock(&accept_lock);
-        if (rc < 0)
+        if (rc < 0) {
+            /* Not a FastCGI socket on fd 0, or the listener is gone: this thread ends. */
+            if (!atomic_exchange(&accept_failed, true))
+                log_event(LOG_ERROR, "accept_failed",
+                          json_pack("{s:i, s:s}", "errno", -rc, rc == -ENOTSOCK ? "hint" : "note",
+                                    rc == -ENOTSOCK ? "fd 0 is not a FastCGI listening socket"
+                                                    : "request thread stopped"));
             break;
+        }
         gateway_handle(w);
         FCGX_Finish_r(&w->fcgx);
     }
@@ -135,7 +155,8 @@ int main(void)
     main_block_stop_signals(&stop);
     if (main_init(&cfg) != 0)
         goto out;
-    if (pthread_create(&stopper, NULL, main_wait_for_stop, &stop) != 0)
+    if (pthread_create(&stopper, NULL, main_wait_for_stop, &stop) != 0 ||
+        rconn_monitor_start(&cfg.redis) != 0)
         goto out;
     pthread_detach(stopper);
     workers = calloc((size_t)cfg.threads, sizeof *workers);

@@ -2,6 +2,7 @@
 #include "rconn.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -14,7 +15,10 @@ extern const char _binary_lua_token_bucket_lua_end[];
 
 /* Process-wide outage state, shared by all threads: atomics, no lock. */
 static atomic_bool outage_now;
+static atomic_bool outage_by_reply; /* began with an error reply, not a lost connection */
 static atomic_long outage_passed;
+
+#define RCONN_WHY_MAX 160 /* bytes of an error reason in a log line */
 
 const char *rconn_script(size_t *len)
 {
@@ -34,9 +38,10 @@ void rconn_count_passed(void)
     atomic_fetch_add(&outage_passed, 1);
 }
 
-static void rconn_outage_begin(const char *why)
+static void rconn_outage_begin(const char *why, bool by_reply)
 {
     if (!atomic_exchange(&outage_now, true)) {
+        atomic_store(&outage_by_reply, by_reply);
         atomic_store(&outage_passed, 0);
         log_event(LOG_WARN, "redis_down", json_pack("{s:s}", "error", why));
     } else {
@@ -93,19 +98,27 @@ void rconn_fail(struct rconn *rc)
     }
 }
 
-/* Sends one setup command on a fresh context; true when the reply is not an error. */
-static bool rconn_setup_command(redisContext *c, int argc, const char **argv)
+/* Sends one setup command on a fresh context. Returns 0, or -1 with the reason in why. */
+static int rconn_setup_command(redisContext *c, int argc, const char **argv, char *why,
+                               size_t whylen)
 {
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    bool ok = r != NULL && r->type != REDIS_REPLY_ERROR;
-    if (r != NULL && r->type == REDIS_REPLY_ERROR)
-        log_event(LOG_DEBUG, "redis_error",
-                  json_pack("{s:s, s:s}", "command", argv[0], "error", r->str));
+    int rc = 0;
+
+    if (r == NULL) {
+        snprintf(why, whylen, "%s: %s", argv[0], c->errstr[0] ? c->errstr : "no reply");
+        rc = -1;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        /* An AUTH or SELECT error never holds the password. */
+        snprintf(why, whylen, "%s: %s", argv[0], r->str);
+        rc = -1;
+    }
     freeReplyObject(r);
-    return ok;
+    return rc;
 }
 
-static redisContext *rconn_connect(const struct config_redis *t)
+/* Connects, authenticates and selects the database. NULL with the reason in why. */
+static redisContext *rconn_connect(const struct config_redis *t, char *why, size_t whylen)
 {
     struct timeval ct = {RCONN_CONNECT_TIMEOUT_MS / 1000, (RCONN_CONNECT_TIMEOUT_MS % 1000) * 1000};
     struct timeval cmd = {RCONN_COMMAND_TIMEOUT_MS / 1000,
@@ -114,43 +127,42 @@ static redisContext *rconn_connect(const struct config_redis *t)
                                      : redisConnectWithTimeout(t->host, t->port, ct);
     char db[16];
 
-    if (c == NULL || c->err)
+    if (c == NULL || c->err || redisSetTimeout(c, cmd) != REDIS_OK) {
+        snprintf(why, whylen, "connect: %s",
+                 c != NULL && c->errstr[0] ? c->errstr : "cannot allocate a context");
         goto fail;
-    if (redisSetTimeout(c, cmd) != REDIS_OK)
-        goto fail;
+    }
     if (t->password[0] != '\0') {
         const char *auth_user[] = {"AUTH", t->user, t->password};
         const char *auth[] = {"AUTH", t->password};
-        bool ok =
-            t->user[0] ? rconn_setup_command(c, 3, auth_user) : rconn_setup_command(c, 2, auth);
-        if (!ok)
+        if (t->user[0] ? rconn_setup_command(c, 3, auth_user, why, whylen)
+                       : rconn_setup_command(c, 2, auth, why, whylen))
             goto fail;
     }
     if (t->db != 0) {
         snprintf(db, sizeof db, "%d", t->db);
         const char *select[] = {"SELECT", db};
-        if (!rconn_setup_command(c, 2, select))
+        if (rconn_setup_command(c, 2, select, why, whylen))
             goto fail;
     }
     return c;
 fail:
-    if (c != NULL)
-        log_event(LOG_DEBUG, "redis_error",
-                  json_pack("{s:s}", "error", c->errstr[0] ? c->errstr : "setup failed"));
     redisFree(c);
     return NULL;
 }
 
 redisContext *rconn_get(struct rconn *rc)
 {
+    char why[RCONN_WHY_MAX];
+
     if (rc->ctx != NULL)
         return rc->ctx;
     if (rc->backoff_ms > 0 && rconn_ms_until(&rc->next_try) > 0)
         return NULL;
-    rc->ctx = rconn_connect(rc->target);
+    rc->ctx = rconn_connect(rc->target, why, sizeof why);
     if (rc->ctx == NULL) {
         rconn_fail(rc);
-        rconn_outage_begin("connect failed");
+        rconn_outage_begin(why, false);
         return NULL;
     }
     rc->backoff_ms = 0;
@@ -167,7 +179,42 @@ static bool rconn_stale(const redisContext *c, int err_no)
     return c->err == REDIS_ERR_IO && (err_no == EPIPE || err_no == ECONNRESET);
 }
 
-redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens)
+/* True for an error reply that means the server cannot serve now (out of memory, a
+ * read-only replica, failed persistence, no permission, still loading, a busy script),
+ * as opposed to an error about this one command (NOSCRIPT, WRONGTYPE). */
+static bool rconn_unavailable(const redisReply *r)
+{
+    static const char *const codes[] = {"OOM",      "READONLY",   "MISCONF", "NOAUTH",
+                                        "NOPERM",   "LOADING",    "BUSY",    "MASTERDOWN",
+                                        "TRYAGAIN", "CLUSTERDOWN"};
+
+    if (r->type != REDIS_REPLY_ERROR || r->str == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        size_t n = strlen(codes[i]);
+        if (strncmp(r->str, codes[i], n) == 0 && (r->str[n] == ' ' || r->str[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/* Records what a reply says about the server: an outage begins or ends. An outage that
+ * began with an error reply ends only when the token bucket script runs again. */
+static void rconn_note_reply(const redisReply *r, const char *command)
+{
+    if (rconn_unavailable(r)) {
+        char why[RCONN_WHY_MAX];
+        log_printable(r->str, RCONN_WHY_MAX - 4, why, sizeof why);
+        rconn_outage_begin(why, true);
+    } else if (r->type != REDIS_REPLY_ERROR &&
+               (!atomic_load(&outage_by_reply) || strcmp(command, "EVALSHA") == 0)) {
+        rconn_outage_end();
+    }
+}
+
+/* One command with one retry on a connection found stale. See rconn_command. */
+static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **argv,
+                                      const size_t *lens)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         bool reused = rc->ctx != NULL;
@@ -178,13 +225,14 @@ redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const s
         redisReply *r = redisCommandArgv(c, argc, argv, lens);
         int err_no = errno;
         if (r != NULL) {
-            /* A server that answers again ends the outage, whatever the reply says. */
-            if (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "LOADING", 7) != 0)
-                rconn_outage_end();
+            rconn_note_reply(r, argv[0]);
             return r;
         }
-        char why[128];
-        snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
+        char why[RCONN_WHY_MAX];
+        if (c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK))
+            snprintf(why, sizeof why, "no answer within %d ms", RCONN_COMMAND_TIMEOUT_MS);
+        else
+            snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
         if (reused && attempt == 0 && rconn_stale(c, err_no)) {
             /* Redis restarted while this thread was idle: reconnect now, no backoff. */
             log_event(LOG_DEBUG, "redis_reconnect", json_pack("{s:s}", "error", why));
@@ -193,8 +241,44 @@ redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const s
             continue;
         }
         rconn_fail(rc);
-        rconn_outage_begin(why);
+        rconn_outage_begin(why, false);
         return NULL;
     }
     return NULL;
+}
+
+redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens)
+{
+    /* While Redis is unreachable, request threads fail fast; the monitor thread probes. */
+    if (atomic_load(&outage_now) && !atomic_load(&outage_by_reply))
+        return NULL;
+    return rconn_command_once(rc, argc, argv, lens);
+}
+
+/* The monitor: while an outage is on, PING Redis every RCONN_PROBE_MS on a connection
+ * of its own; the first answer ends the outage for every thread of the process. */
+static void *rconn_monitor(void *arg)
+{
+    struct rconn probe;
+    const struct timespec pause = {0, RCONN_PROBE_MS * 1000000L};
+    const char *ping[] = {"PING"};
+
+    rconn_init(&probe, arg);
+    for (;;) {
+        nanosleep(&pause, NULL);
+        if (!atomic_load(&outage_now) || atomic_load(&outage_by_reply))
+            continue;
+        freeReplyObject(rconn_command_once(&probe, 1, ping, NULL));
+    }
+    return NULL;
+}
+
+int rconn_monitor_start(const struct config_redis *target)
+{
+    pthread_t thread;
+
+    if (pthread_create(&thread, NULL, rconn_monitor, (void *)target) != 0)
+        return -1;
+    pthread_detach(thread);
+    return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * limits: the tier table of SPEC 5.1, parsed from limits.json and validated.
+ * tiers: the tier table of SPEC 5.1, parsed from limits.json and validated.
  *
  * Every tier is checked strictly (unknown keys are errors, so a typo such as "burst"
  * never silently falls back to a default), and its TTL (SPEC 5.3) and refill time

@@ -1,11 +1,15 @@
 /* accounts: sign-up, log-in and the caller's account. See include/accounts.h. */
 #include "accounts.h"
 
+#include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <sodium.h>
+
+#include <errno.h>
 
 #include "identity.h"
 #include "log.h"
@@ -14,17 +18,30 @@
 #define ACCOUNTS_ID_BYTES 16
 #define ACCOUNTS_ID_HEX (ACCOUNTS_ID_BYTES * 2)
 #define ACCOUNTS_KEY_MAX (ACCOUNTS_EMAIL_MAX * 4 + 32)
+/* "{u:<sub>}:user": sized for the longest sub a token may carry. */
+#define ACCOUNTS_USER_KEY_MAX (IDENTITY_SUB_MAX + 16)
 #define ACCOUNTS_TIME_MAX 32
 
 /* Hash of a random password, checked when the e-mail is unknown. Written once by
  * accounts_init before the threads start; read-only afterwards. */
 static char decoy_hash[crypto_pwhash_STRBYTES];
 
+/* Bounds the argon2id runs in flight in this process (19 MiB and a core each):
+ * initialised by accounts_init, then shared by the request threads. */
+static sem_t hash_slots;
+
 static const char UNAVAILABLE[] = "Service temporarily unavailable";
 static const char BAD_LOGIN[] = "Incorrect email or password";
 
 int accounts_init(void)
 {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned slots = cpus < 1                         ? 1
+                     : cpus > ACCOUNTS_HASH_SLOTS_MAX ? ACCOUNTS_HASH_SLOTS_MAX
+                                                      : (unsigned)cpus;
+
+    if (sem_init(&hash_slots, 0, slots) != 0)
+        return -1;
     char password[33];
 
     randombytes_buf(password, sizeof password - 1);
@@ -34,6 +51,28 @@ int accounts_init(void)
                               ACCOUNTS_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13);
     sodium_memzero(password, sizeof password);
     return rc == 0 ? 0 : -1;
+}
+
+/* Takes a hashing slot, waiting at most ACCOUNTS_HASH_WAIT_S; 503 in resp when none. */
+static int accounts_hash_begin(struct response *resp)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ACCOUNTS_HASH_WAIT_S;
+    while (sem_timedwait(&hash_slots, &until) != 0) {
+        if (errno != EINTR) {
+            response_detail(resp, 503, UNAVAILABLE);
+            response_header(resp, "Retry-After", "1");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void accounts_hash_end(void)
+{
+    sem_post(&hash_slots);
 }
 
 bool accounts_email_normalise(const char *email, char out[ACCOUNTS_EMAIL_MAX * 4 + 1])
@@ -110,7 +149,7 @@ static redisReply *accounts_redis(struct handler_ctx *ctx, struct response *resp
 static int accounts_store(struct handler_ctx *ctx, struct response *resp, const char *id,
                           const char *email, const char *hash, const char *created)
 {
-    char user_key[64], email_key[ACCOUNTS_KEY_MAX];
+    char user_key[ACCOUNTS_USER_KEY_MAX], email_key[ACCOUNTS_KEY_MAX];
     redisReply *r;
 
     snprintf(user_key, sizeof user_key, "{u:%s}:user", id);
@@ -132,6 +171,22 @@ static int accounts_store(struct handler_ctx *ctx, struct response *resp, const 
     return taken ? 1 : 0;
 }
 
+/* 1 when no account has email, 0 when one has, -1 (503 in resp) when Redis failed. The
+ * claim with SET NX at the end still decides; this only spares a hash for a taken email. */
+static int accounts_email_free(struct handler_ctx *ctx, struct response *resp, const char *email)
+{
+    char key[ACCOUNTS_KEY_MAX];
+    redisReply *r;
+
+    snprintf(key, sizeof key, "user_email:%s", email);
+    const char *exists[] = {"EXISTS", key};
+    if ((r = accounts_redis(ctx, resp, 2, exists)) == NULL)
+        return -1;
+    int taken = r->type == REDIS_REPLY_INTEGER && r->integer > 0;
+    freeReplyObject(r);
+    return taken ? 0 : 1;
+}
+
 void accounts_signup(struct handler_ctx *ctx, struct response *resp)
 {
     char email[ACCOUNTS_EMAIL_MAX * 4 + 1], id[ACCOUNTS_ID_HEX + 1];
@@ -151,8 +206,18 @@ void accounts_signup(struct handler_ctx *ctx, struct response *resp)
                          "value_error");
         goto out;
     }
-    if (crypto_pwhash_str_alg(hash, password, strlen(password), ACCOUNTS_PWHASH_OPSLIMIT,
-                              ACCOUNTS_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    int free_now = accounts_email_free(ctx, resp, email);
+    if (free_now <= 0) {
+        if (free_now == 0)
+            response_detail(resp, 409, "Email already registered");
+        goto out;
+    }
+    if (accounts_hash_begin(resp) != 0)
+        goto out;
+    int hashed = crypto_pwhash_str_alg(hash, password, strlen(password), ACCOUNTS_PWHASH_OPSLIMIT,
+                                       ACCOUNTS_PWHASH_MEMLIMIT, crypto_pwhash_ALG_ARGON2ID13);
+    accounts_hash_end();
+    if (hashed != 0) {
         response_detail(resp, 500, "Internal Server Error");
         goto out;
     }
@@ -251,8 +316,11 @@ void accounts_login(struct handler_ctx *ctx, struct response *resp)
         accounts_lookup(ctx, resp, email, &found, id, hash) != 0)
         goto out;
     /* Same work whether or not the address is known: verify against the decoy. */
+    if (accounts_hash_begin(resp) != 0)
+        goto out;
     bool match =
         crypto_pwhash_str_verify(found ? hash : decoy_hash, password, strlen(password)) == 0;
+    accounts_hash_end();
     if (!found || !match) {
         response_detail(resp, 401, BAD_LOGIN);
         response_header(resp, "WWW-Authenticate", "Bearer");
@@ -272,7 +340,7 @@ out:
 
 void accounts_me(struct handler_ctx *ctx, struct response *resp)
 {
-    char key[64];
+    char key[ACCOUNTS_USER_KEY_MAX];
     redisReply *r;
 
     snprintf(key, sizeof key, "{u:%s}:user", ctx->user);

@@ -17,6 +17,10 @@
 /* argon2id parameters (OWASP: m = 19 MiB, t = 2, p = 1). */
 #define ACCOUNTS_PWHASH_OPSLIMIT 2
 #define ACCOUNTS_PWHASH_MEMLIMIT (19U * 1024U * 1024U)
+/* argon2id runs at once per process: one per CPU, at most this many. */
+#define ACCOUNTS_HASH_SLOTS_MAX 8
+/* Seconds a request waits for a hashing slot before 503 with Retry-After. */
+#define ACCOUNTS_HASH_WAIT_S 2
 
 /*
  * Computes the decoy hash that an unknown e-mail is checked against, so that an

@@ -16,6 +16,7 @@
 #define IDENTITY_TOKEN_MAX 4096 /* bytes of a bearer token; longer is invalid */
 #define IDENTITY_SUB_MAX 64     /* bytes of "sub"; [A-Za-z0-9_-] only */
 #define IDENTITY_SECRET_MIN 32  /* bytes of JWT_SECRET */
+#define IDENTITY_CLOCK_SKEW 60  /* seconds an "iat" may lie ahead of our clock */
 
 enum identity_status {
     IDENTITY_NONE,    /* no Authorization header, or not the Bearer scheme */
@@ -27,7 +28,8 @@ enum identity_status {
  * Checks an Authorization header value (borrowed, may be NULL). The scheme
  * "Bearer" is matched case-insensitively and followed by one or more spaces.
  * A valid token: alg HS256 in the header, signature by key, "exp" a number later
- * than now, "iss" equal to IDENTITY_ISSUER, "sub" a string of 1..IDENTITY_SUB_MAX
+ * than now, "iat" a number not later than now + IDENTITY_CLOCK_SKEW, "iss" equal to
+ * IDENTITY_ISSUER, "sub" a string of 1..IDENTITY_SUB_MAX
  * bytes of [A-Za-z0-9_-]. On IDENTITY_USER, sub holds it NUL-terminated; sub is
  * untouched otherwise.
  */

@@ -17,7 +17,8 @@
 void localbucket_charge(const struct tier *tier, const char *identifier, double now,
                         struct ratelimit_verdict *v);
 
-/* Forgets every bucket (when Redis is back, and for tests). */
+/* Forgets every bucket (for tests). Buckets left from an earlier outage need no reset:
+ * they refill with time like any other, so a later outage starts from their state. */
 void localbucket_reset(void);
 
 #endif

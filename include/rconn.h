@@ -3,10 +3,17 @@
  * timeouts, and reconnection with backoff after any error.
  *
  * A context that returned an I/O or protocol error is freed and never reused; the
- * next rconn_get after the backoff connects again (AUTH, SELECT, SCRIPT LOAD).
- * Each thread owns its struct rconn: not shared, no locking. The process-wide
- * outage state (one warning when an outage starts, one info line when it ends) is
- * kept with atomics and is thread-safe.
+ * next rconn_get after the backoff connects again (AUTH, SELECT). A connection that
+ * Redis closed while the thread was idle is retried once at once, not counted as an
+ * outage. Each thread owns its struct rconn: not shared, no locking.
+ *
+ * The process-wide outage state is kept with atomics and is thread-safe: it begins
+ * when a connection fails or Redis answers that it cannot serve (OOM, READONLY,
+ * MISCONF, NOAUTH, NOPERM, LOADING, BUSY ...), with one warning line naming the
+ * reason, and ends with one info line when Redis answers again (after an error
+ * reply: when the token bucket script runs again). While Redis is unreachable, request
+ * threads get NULL at once instead of each paying a timeout; a monitor thread probes
+ * Redis every RCONN_PROBE_MS and ends the outage for all when it answers.
  */
 #ifndef SG_RCONN_H
 #define SG_RCONN_H
@@ -24,6 +31,7 @@
 #define RCONN_BACKOFF_MIN_MS 50
 #define RCONN_BACKOFF_MAX_MS 1000
 #define RCONN_SHA_LEN 40
+#define RCONN_PROBE_MS 200 /* monitor's PING interval during an outage */
 
 struct rconn {
     const struct config_redis *target;  /* borrowed from the config */
@@ -62,6 +70,13 @@ const char *rconn_script(size_t *len);
 
 /* Process-wide: true while the last command of any thread failed to reach Redis. */
 bool rconn_outage(void);
+
+/*
+ * Starts the process's monitor thread, which ends an outage as soon as Redis answers
+ * a PING again. target borrowed; must live as long as the process. Call once, before
+ * the request threads start. Returns 0 or -1.
+ */
+int rconn_monitor_start(const struct config_redis *target);
 
 /* Process-wide: counts one request let through without a rate decision (fail mode open). */
 void rconn_count_passed(void);

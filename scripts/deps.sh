@@ -8,7 +8,7 @@ packages=(
     libfcgi-dev libhiredis-dev libjansson-dev libjwt-dev libcurl4-openssl-dev
     libsodium-dev libcmocka-dev
     lighttpd redis-server redis-tools
-    curl jq openssl ca-certificates
+    curl jq openssl ca-certificates procps iproute2
 )
 
 missing=()
