@@ -2,6 +2,7 @@
 #include "gateway.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -38,6 +39,13 @@ static void gateway_client_ip(const struct config *cfg, const struct request *re
 
     if (!clientip_resolve(req->remote_addr, req->forwarded_for, &cfg->trusted_proxies, &addr,
                           &malformed)) {
+        /* Only a web server that sends no usable REMOTE_ADDR gets here: say so once. */
+        static atomic_bool warned;
+        if (!atomic_exchange(&warned, true))
+            log_event(LOG_WARN, "remote_addr_unusable",
+                      json_pack("{s:s}", "hint",
+                                "clients without a usable REMOTE_ADDR share the bucket "
+                                "ip:unknown"));
         snprintf(out, CLIENTIP_TEXT_MAX, "unknown");
         return;
     }

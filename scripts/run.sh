@@ -40,6 +40,11 @@ if [ -z "${REDIS_URL:-}" ]; then
         [ -S "$SG_VAR/redis.sock" ] && break
         sleep 0.1
     done
+    if [ ! -S "$SG_VAR/redis.sock" ]; then
+        echo "redis-server did not start; its log:" >&2
+        tail -n 20 "$SG_VAR/redis.log" >&2
+        exit 1
+    fi
     export REDIS_URL="unix://$SG_VAR/redis.sock"
 fi
 
