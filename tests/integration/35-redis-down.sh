@@ -15,39 +15,6 @@ set -u
 STORY_BODY='{"genre":"x","characters":"y"}'
 UNAVAILABLE='{"detail":"Service temporarily unavailable"}'
 
-# log_mark: the number of lines of the error log so far.
-log_mark() {
-    gateway_log | wc -l
-}
-
-# count_events EVENT MARK: JSON log lines with "event":EVENT after line MARK.
-count_events() {
-    gateway_log | tail -n +$(($2 + 1)) | sed -n 's/^[^{]*{/{/p' |
-        jq -c --arg e "$1" 'select(.event == $e)' 2>/dev/null | wc -l
-}
-
-# events EVENT MARK: those lines, compact.
-events() {
-    gateway_log | tail -n +$(($2 + 1)) | sed -n 's/^[^{]*{/{/p' |
-        jq -c --arg e "$1" 'select(.event == $e)' 2>/dev/null
-}
-
-# parallel N METHOD PATH [CURL_ARGS...]: N requests at once (curl --parallel, one
-# connection each, so that many gateway threads serve them); one line per response
-# "<status>|<RateLimit-Limit>" in $TEST_DIR/parallel.txt.
-parallel() {
-    local n=$1 method=$2 path=$3 i
-    shift 3
-    local -a urls=()
-    for ((i = 0; i < n; i++)); do
-        urls+=(-o /dev/null "http://127.0.0.1:$PORT$path")
-    done
-    curl -s --noproxy '*' --path-as-is --max-time 20 -H 'Expect:' -X "$method" \
-        --parallel --parallel-immediate --parallel-max "$n" \
-        -w '%{http_code}|%header{ratelimit-limit}\n' "$@" "${urls[@]}" \
-        >"$TEST_DIR/parallel.txt" 2>/dev/null
-}
-
 # parallel_statuses: distinct statuses of the last parallel run, sorted, space-separated.
 parallel_statuses() {
     cut -d'|' -f1 "$TEST_DIR/parallel.txt" | sort -u | tr '\n' ' ' | sed 's/ $//'

@@ -15,16 +15,6 @@
 set -u
 . "$(dirname "$0")/lib.sh"
 
-# events EVENT MARK: JSON log lines with "event":EVENT after line MARK, compact.
-events() {
-    gateway_log | tail -n +$(($2 + 1)) | sed -n 's/^[^{]*{/{/p' |
-        jq -c --arg e "$1" 'select(.event == $e)' 2>/dev/null
-}
-
-log_mark() {
-    gateway_log | wc -l
-}
-
 start_redis
 export RATE_LIMITS_FILE
 RATE_LIMITS_FILE=$(limits_file '.tiers.auth.burst_capacity = 100 | .tiers.auth.tokens_per_second = 100')

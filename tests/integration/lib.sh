@@ -552,6 +552,38 @@ gateway_log() {
     cat "$SG_VAR/lighttpd-error.log" 2>/dev/null
 }
 
+# log_mark: the number of lines of the gateway's log so far (for events after it).
+log_mark() {
+    gateway_log | wc -l
+}
+
+# events EVENT MARK: the JSON log lines with "event":EVENT after line MARK, compact.
+events() {
+    gateway_log | tail -n +$(($2 + 1)) | sed -n 's/^[^{]*{/{/p' |
+        jq -c --arg e "$1" 'select(.event == $e)' 2>/dev/null
+}
+
+# count_events EVENT MARK: how many such lines.
+count_events() {
+    events "$1" "$2" | wc -l
+}
+
+# parallel N METHOD PATH [CURL_ARGS...]: N requests at once (curl --parallel, one
+# connection each, so that many gateway threads serve them); one line per response
+# "<status>|<RateLimit-Limit>" in $TEST_DIR/parallel.txt.
+parallel() {
+    local n=$1 method=$2 path=$3 i
+    shift 3
+    local -a urls=()
+    for ((i = 0; i < n; i++)); do
+        urls+=(-o /dev/null "http://127.0.0.1:$PORT$path")
+    done
+    curl -s --noproxy '*' --path-as-is --max-time 20 -H 'Expect:' -X "$method" \
+        --parallel --parallel-immediate --parallel-max "$n" \
+        -w '%{http_code}|%header{ratelimit-limit}\n' "$@" "${urls[@]}" \
+        >"$TEST_DIR/parallel.txt" 2>/dev/null
+}
+
 # track_pid PID: have the EXIT trap stop PID too (e.g. a fake upstream server).
 track_pid() {
     _TRACKED_PIDS+=("$1")
