@@ -12,6 +12,12 @@ set -u
 
 # ------------------------------------------------------------------ local helpers
 
+# check_per_process DESC N DETAIL: ok when N is 1 or 2, one line per gateway process
+# (lighttpd runs two) at most.
+check_per_process() {
+    if [ "$2" -ge 1 ] && [ "$2" -le 2 ]; then pass "$1 ($2)"; else fail "$1" "$3"; fi
+}
+
 STORY_BODY='{"genre":"x","characters":"y"}'
 UNAVAILABLE='{"detail":"Service temporarily unavailable"}'
 
@@ -101,11 +107,7 @@ check_recovery() {
     local up down
     up=$(count_events redis_up "$mark")
     down=$(count_events redis_down "$mark")
-    if [ "$up" -ge 1 ] && [ "$up" -le 2 ]; then
-        pass "$mode: one \"redis_up\" info line per process ($up)"
-    else
-        fail "$mode: one \"redis_up\" info line per process" "redis_up lines: $up"
-    fi
+    check_per_process "$mode: one \"redis_up\" info line per process" "$up" "redis_up lines: $up"
     check_true "$mode: redis_up lines are level info" \
         jq -e -s 'length > 0 and all(.[]; .level == "info")' <<<"$(events redis_up "$mark")"
     if [ "$down" -ge 1 ] && [ "$down" -le 2 ]; then
@@ -174,11 +176,7 @@ for i in $(seq 10); do req GET /nope; done
 check_status "open: still answering after many requests" 404
 sleep 0.2
 n=$(count_events redis_down "$mark")
-if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then
-    pass "open: one \"redis_down\" warning per process, not per request ($n)"
-else
-    fail "open: one \"redis_down\" warning per process, not per request" "redis_down lines: $n"
-fi
+check_per_process "open: one \"redis_down\" warning per process, not per request" "$n" "redis_down lines: $n"
 check_true "open: redis_down lines are level warn" \
     jq -e -s 'length > 0 and all(.[]; .level == "warn")' <<<"$(events redis_down "$mark")"
 check_recovery open "$mark"
@@ -215,11 +213,7 @@ parallel 40 GET /nope
 check_eq "closed: 40 requests at once: all 503" 503 "$(parallel_statuses)"
 sleep 0.2
 n=$(count_events redis_down "$mark")
-if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then
-    pass "closed: one \"redis_down\" warning per process ($n)"
-else
-    fail "closed: one \"redis_down\" warning per process" "redis_down lines: $n"
-fi
+check_per_process "closed: one \"redis_down\" warning per process" "$n" "redis_down lines: $n"
 check_recovery closed "$mark"
 
 # ---------------------------------------------------------------------- local
@@ -266,11 +260,7 @@ check_jq "local: GET /me 503 body has a detail string" '.detail | type == "strin
 check_healthz_down local
 sleep 0.2
 n=$(count_events redis_down "$mark")
-if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then
-    pass "local: one \"redis_down\" warning per process ($n)"
-else
-    fail "local: one \"redis_down\" warning per process" "redis_down lines: $n"
-fi
+check_per_process "local: one \"redis_down\" warning per process" "$n" "redis_down lines: $n"
 check_recovery local "$mark"
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $LOCAL_TOK"
 check_header "local: after recovery the user's bucket is Redis's (a fresh one)" \
