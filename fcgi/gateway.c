@@ -194,12 +194,8 @@ static void gateway_run(struct gateway_worker *w, const struct router_route *rou
                         const char *param, const char *user, struct request *req,
                         struct response *resp)
 {
-    struct handler_ctx ctx = {w->cfg, &w->redis, req, user, param[0] ? param : NULL};
+    struct handler_ctx ctx = {w->cfg, &w->redis, &w->ai, req, user, param[0] ? param : NULL};
 
-    if (route->handler == NULL) {
-        response_detail(resp, 501, "Not Implemented");
-        return;
-    }
     route->handler(&ctx, resp);
 }
 

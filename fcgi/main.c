@@ -26,6 +26,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "tale.h"
 
 /* Serialises FCGX_Accept_r: libfcgi allows one accepting thread at a time. */
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -139,6 +140,12 @@ static int main_init(struct config *cfg)
         return -1;
     }
     config_log_summary(cfg);
+    log_event(LOG_INFO, "storyteller",
+              tale_backend(cfg)[0] == 'o'
+                  ? json_pack("{s:s}", "backend", "offline")
+                  : json_pack("{s:s, s:s, s:s, s:i}", "backend", "mistral", "url",
+                              cfg->mistral_api_url, "model", cfg->mistral_model, "timeout",
+                              (int)cfg->mistral_timeout));
     return 0;
 }
 
@@ -166,6 +173,7 @@ int main(void)
     for (int i = 0; i < cfg.threads; i++) {
         workers[i].cfg = &cfg;
         rconn_init(&workers[i].redis, &cfg.redis);
+        mistral_init(&workers[i].ai);
         FCGX_InitRequest(&workers[i].fcgx, 0, 0);
         if (pthread_create(&threads[i], NULL, main_worker, &workers[i]) != 0) {
             log_message(LOG_ERROR, "startup", "could not start a request thread");
@@ -177,8 +185,10 @@ int main(void)
         pthread_join(threads[i], NULL);
     status = started == cfg.threads ? 0 : 1;
 out:
-    for (int i = 0; workers != NULL && i < started; i++)
+    for (int i = 0; workers != NULL && i < started; i++) {
         rconn_close(&workers[i].redis);
+        mistral_free(&workers[i].ai);
+    }
     free(workers);
     free(threads);
     config_free(&cfg);

@@ -5,20 +5,17 @@
 
 #include "accounts.h"
 #include "health.h"
+#include "stories.h"
 
-/*
- * Every route of SPEC 4. The story routes (POST /start-story ... DELETE /stories/{id})
- * have no handler until the stories module lands: they are charged like any route
- * of their class and answer 501.
- */
+/* Every route of SPEC 4. */
 static const struct router_route routes[] = {
-    {"POST", "/start-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, NULL},
-    {"POST", "/continue-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, NULL},
-    {"POST", "/end-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, NULL},
-    {"GET", "/suggestions", ROUTER_CLASS_AI, false, ROUTER_BODY_NONE, NULL},
-    {"GET", "/stories", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL},
-    {"GET", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL},
-    {"DELETE", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL},
+    {"POST", "/start-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_start},
+    {"POST", "/continue-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_continue},
+    {"POST", "/end-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_end},
+    {"GET", "/suggestions", ROUTER_CLASS_AI, false, ROUTER_BODY_NONE, stories_suggestions},
+    {"GET", "/stories", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_list},
+    {"GET", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_get},
+    {"DELETE", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_delete},
     {"GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, accounts_me},
     {"POST", "/signup", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON, accounts_signup},
     {"POST", "/login", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON_OR_FORM, accounts_login},
@@ -38,9 +35,13 @@ static bool router_path_matches(const char *pattern, const char *path,
         return false;
     const char *seg = path + prefix;
     size_t len = strlen(seg);
-    if (len == 0 || len > HANDLER_PARAM_MAX || strchr(seg, '/') != NULL)
+    if (len == 0 || strchr(seg, '/') != NULL)
         return false;
-    memcpy(param, seg, len + 1);
+    /* Longer than any identifier: the route still answers, with its own not-found. */
+    if (len > HANDLER_PARAM_MAX)
+        len = 0;
+    memcpy(param, seg, len);
+    param[len] = '\0';
     return true;
 }
 

@@ -9,11 +9,13 @@
 #include <fcgiapp.h>
 
 #include "config.h"
+#include "mistral.h"
 #include "rconn.h"
 
 struct gateway_worker {
     FCGX_Request fcgx;        /* this thread's request */
     struct rconn redis;       /* this thread's Redis connection */
+    struct mistral_client ai; /* this thread's MistralAI client (one curl handle) */
     const struct config *cfg; /* borrowed, read-only */
 };
 

@@ -8,6 +8,7 @@
 #define SG_HANDLER_H
 
 #include "config.h"
+#include "mistral.h"
 #include "rconn.h"
 #include "request.h"
 #include "response.h"
@@ -17,6 +18,7 @@
 struct handler_ctx {
     const struct config *cfg;  /* borrowed, read-only */
     struct rconn *redis;       /* the thread's own connection */
+    struct mistral_client *ai; /* the thread's own MistralAI client */
     const struct request *req; /* borrowed; body already read and bounded */
     const char *user;          /* sub of a valid token, or NULL for anonymous */
     const char *param;         /* the route's {parameter}, or NULL */

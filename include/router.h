@@ -31,7 +31,7 @@ struct router_route {
     enum router_class class_;
     bool needs_user;
     enum router_body body;
-    handler_fn handler; /* NULL: the route exists but its handler has not landed */
+    handler_fn handler;
 };
 
 enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
@@ -42,7 +42,8 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
  * Matches method and path (both borrowed). On ROUTER_FOUND, *route points into the
  * static table and param holds the {parameter} ("" when the route has none). On
  * ROUTER_METHOD_NOT_ALLOWED, allow holds the methods of that path ("GET, DELETE").
- * A parameter is one non-empty segment without '/' of at most HANDLER_PARAM_MAX bytes.
+ * A parameter is one non-empty segment without '/'; one longer than HANDLER_PARAM_MAX bytes
+ * cannot be an identifier and arrives as "", so the route answers its own not-found.
  */
 enum router_result router_match(const char *method, const char *path,
                                 const struct router_route **route,
