@@ -38,6 +38,8 @@ UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 
 BIN := $(B)/story-gateway
+# The fake MistralAI upstream the integration tests start (a FastCGI program).
+FAKE_MISTRAL := $(B)/tests/fake-mistral
 
 .PHONY: all run test check unit integration deps clean install format format-check lint
 all: $(BIN)
@@ -58,6 +60,10 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -o $@ $< $(LIB_OBJS) $(LDFLAGS) $(LIBS) $(CMOCKA_LIBS)
 
+$(FAKE_MISTRAL): tests/fake_mistral/fake_mistral.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $< $(LDFLAGS) $(LIBS)
+
 deps:
 	@scripts/deps.sh
 
@@ -68,13 +74,13 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: $(BIN) $(UNIT_BINS)
+check: $(BIN) $(FAKE_MISTRAL) $(UNIT_BINS)
 	@tests/run.sh $(UNIT_BINS)
 
 unit: $(UNIT_BINS)
 	@tests/run.sh --unit-only $(UNIT_BINS)
 
-integration: $(BIN)
+integration: $(BIN) $(FAKE_MISTRAL)
 	@tests/run.sh --integration-only
 
 install: $(BIN)
@@ -102,4 +108,4 @@ lint:
 clean:
 	rm -rf $(B)
 
--include $(OBJS:.o=.d) $(UNIT_BINS:=.d)
+-include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(FAKE_MISTRAL).d
