@@ -61,10 +61,10 @@ batch_codes() {
     cut -d'|' -f1 "$TEST_DIR/batch.txt" | tr '\n' ' ' | sed 's/ $//'
 }
 
-# ai_codes: the statuses of the last batch of an ai route, space-separated, with 200 and
-# 501 (story handlers not landed yet: allowed requests answer 501) both written "pass".
+# ai_codes: the statuses of the last batch of an ai route, space-separated, with 200 (an
+# allowed story request) written "pass".
 ai_codes() {
-    batch_codes | awk '{ for (i = 1; i <= NF; i++) if ($i == 200 || $i == 501) $i = "pass"; print }'
+    batch_codes | awk '{ for (i = 1; i <= NF; i++) if ($i == 200) $i = "pass"; print }'
 }
 
 # load_line I: F_* fields from line I (1-based) of the last batch; NOW0/NOW1 kept.
@@ -169,14 +169,14 @@ TOK=$(make_user_token "$(new_sub)")
 parallel 5 POST /start-story -H "Authorization: Bearer $TOK" \
     -H 'Content-Type: application/json' --data-binary "$STORY_BODY"
 got=$(cut -d'|' -f1 "$TEST_DIR/parallel.txt" | sort | tr '\n' ' ')
-check_match "seed: five requests at once all pass (200 or 501, no 429)" \
-    '^((200|501) ){5}$' "$got"
+check_match "seed: five requests at once all pass (200, no 429)" \
+    '^(200 ){5}$' "$got"
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK"
 check_status "seed: the sixth is refused" 429
 check_header "seed: the sixth has Retry-After: 1" Retry-After 1
 sleep 0.55
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK"
-check_status "seed: 0.55 s later one more passes" "200|501"
+check_status "seed: 0.55 s later one more passes" 200
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK"
 check_status "seed: and the next one is refused" 429
 
@@ -212,13 +212,13 @@ reset_buckets
 batch_ai 6 "$TOK_A"
 check_eq "user A: 5 ai requests pass then 429" "pass pass pass pass pass 429" "$(ai_codes)"
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK_B"
-check_status "user B: ai request passes" "200|501"
+check_status "user B: ai request passes" 200
 check_header "user B: a full ai_authenticated bucket of its own" RateLimit-Remaining 4
 req GET /me -H "Authorization: Bearer $TOK_A"
 check_status "user A: api tier still answers GET /me" 200
 check_header "user A: api_authenticated bucket untouched" RateLimit-Remaining 19
 req_json POST /start-story "$STORY_BODY"
-check_status "anonymous from the same IP: ai_anonymous passes" "200|501"
+check_status "anonymous from the same IP: ai_anonymous passes" 200
 check_header "anonymous: ai_anonymous bucket untouched" RateLimit-Remaining 1
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK_A"
 check_status "user A: still refused on ai" 429
@@ -422,7 +422,7 @@ check_eq "development: RateLimit-Limit 5" 5 "$F_LIMIT"
 check_eq "development: RateLimit-Policy w=1" '"ai_authenticated";q=5;w=1' "$F_POLICY"
 sleep 0.15
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK_D"
-check_status "development: 0.15 s after draining, one more passes (10/s)" "200|501"
+check_status "development: 0.15 s after draining, one more passes (10/s)" 200
 ttl=$(redis_cli ttl "rate_limit:ai_authenticated:user:$SUB_D")
 check_true "development: ai_authenticated key TTL in [1, 2]" test "$ttl" -ge 1 -a "$ttl" -le 2
 req GET /nope
