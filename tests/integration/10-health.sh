@@ -36,6 +36,17 @@ req GET /index.html
 check_status "GET /index.html is 200" 200
 check_true "GET /index.html serves www/index.html" cmp -s "$BODY_FILE" "$ROOT/www/index.html"
 
+# A link with a query string (campaign tags, a shared URL) still opens the page.
+req GET '/?utm_source=mail'
+check_status "GET /?utm_source=mail is 200" 200
+check_true "GET /?utm_source=mail serves www/index.html" cmp -s "$BODY_FILE" "$ROOT/www/index.html"
+req GET /app.js
+check_status "GET /app.js is 200" 200
+check_header_match "GET /app.js is JavaScript" Content-Type '^(text|application)/javascript'
+check_true "GET /app.js serves www/app.js byte for byte" cmp -s "$BODY_FILE" "$ROOT/www/app.js"
+req GET /app.css
+check_header_match "GET /app.css is text/css" Content-Type '^text/css'
+
 # --- unknown path: 404, charged to api_anonymous
 req GET /no/such/path
 check_status "GET /no/such/path is 404" 404
