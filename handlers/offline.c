@@ -665,16 +665,16 @@ static const char *const TITLE_PLAIN[] = {
     "The %K at the Edge of Everything",
 };
 static const char *const SUGGEST[] = {
-    "^N follows a hidden trail to %P.",
+    "A hidden trail leads %N to %P.",
     "^A arrives with news about %T.",
     "^O reveals a power no one expected.",
     "^N must choose between keeping %O and saving a friend.",
     "A secret about %T comes to light.",
-    "^N tries to %G, but the plan goes badly wrong.",
+    "^N must try to %G, but the plan goes badly wrong.",
     "An old enemy returns to %S.",
-    "^N learns the truth about %T.",
+    "^N must face the truth about %T.",
     "A storm forces %N to take shelter at %P.",
-    "^N loses %O and has to win it back.",
+    "^O is stolen, and %N must win it back.",
 };
 static const char *const IDEAS[OFFLINE_PICKS] = {
     "%B: %H must %G, but %T will stand in the way.",
