@@ -87,7 +87,7 @@ install: $(BIN)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DATADIR)
 	install -m 755 $(BIN) $(DESTDIR)$(BINDIR)/story-gateway
 	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
-	cp -R www $(DESTDIR)$(DATADIR)/
+	cp -R www apache $(DESTDIR)$(DATADIR)/
 
 FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS)
 

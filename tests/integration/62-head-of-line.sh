@@ -24,9 +24,7 @@ start_redis
 start_fake_mistral
 # AI and API tiers far above what this script sends; the auth tier keeps its burst of 3
 # but refills so slowly that once emptied it stays empty for the whole script.
-RATE_LIMITS_FILE=$(limits_file '.tiers |= with_entries(.value.tokens_per_second = 1000
-                                                      | .value.burst_capacity = 1000)
-                                | .tiers.auth = {tokens_per_second: 0.001, burst_capacity: 3}')
+RATE_LIMITS_FILE=$(limits_auth_starved)
 export RATE_LIMITS_FILE MISTRAL_API_KEY=$FAKE_MISTRAL_KEY MISTRAL_API_URL=$FAKE_MISTRAL_URL
 export MISTRAL_TIMEOUT=10
 unset GATEWAY_THREADS
@@ -40,14 +38,6 @@ AI_TOKEN=$(make_user_token "$(openssl rand -hex 16)")
 URL="http://127.0.0.1:$PORT"
 
 # ------------------------------------------------------------------ local helpers
-
-# timed METHOD PATH [CURL_ARGS...]: one request; prints "<status> <seconds>".
-timed() {
-    local method=$1 path=$2
-    shift 2
-    curl -s --noproxy '*' --max-time 10 -H 'Expect:' -X "$method" -o /dev/null \
-        -w '%{http_code} %{time_total}\n' "$@" "$URL$path" 2>/dev/null || echo "000 10"
-}
 
 # login_bad: a /login that the auth tier charges (the body is refused later, if at all).
 login_bad() {

@@ -23,6 +23,9 @@
 #
 # Assertion argument order is always: DESCRIPTION first, then the expectation.
 #
+# With SG_HOST=apache in the environment, start_stack / stop_stack run Apache + mod_fcgid
+# instead of lighttpd (tests/integration/apache.sh says what changes for a suite).
+#
 # Globals set by this file (read them, do not assign them unless documented):
 #   ROOT       absolute path of the repository
 #   TEST_NAME  script name without .sh, e.g. 20-accounts
@@ -37,6 +40,10 @@
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TEST_NAME=$(basename "$0" .sh)
+# SG_HOST=apache: the stack runs under Apache + mod_fcgid (apache.sh), in its own folder.
+if [ "${SG_HOST:-}" == apache ]; then
+    TEST_NAME="$TEST_NAME.apache"
+fi
 TEST_DIR="$ROOT/tests/out/$TEST_NAME"
 rm -rf "$TEST_DIR"
 mkdir -p "$TEST_DIR"
@@ -278,6 +285,17 @@ req() {
     BODY=${BODY%x}
 }
 
+# timed METHOD PATH [CURL_ARGS...]: one request to the stack that keeps no body or
+# headers (safe in a background job); prints "<status> <seconds>", or "000 <max>" when
+# no answer came within TIMED_MAX seconds (default 20).
+timed() {
+    local method=$1 path=$2 max=${TIMED_MAX:-20}
+    shift 2
+    curl -s --noproxy '*' --max-time "$max" -H 'Expect:' -X "$method" -o /dev/null \
+        -w '%{http_code} %{time_total}\n' "$@" "http://127.0.0.1:$PORT$path" 2>/dev/null ||
+        echo "000 $max"
+}
+
 # req_json METHOD PATH JSON [CURL_ARGS...]: req with Content-Type: application/json and
 # JSON as the body (sent byte for byte with --data-binary).
 req_json() {
@@ -437,10 +455,23 @@ limits_file() {
     echo "$out"
 }
 
+# limits_auth_starved: limits_file with every tier far above what a load script sends
+# (1000 burst, 1000/s), but the auth tier keeps its burst of 3 and refills so slowly
+# (0.001/s) that once emptied it stays empty: the script's next /login is a 429.
+limits_auth_starved() {
+    limits_file '.tiers |= with_entries(.value.tokens_per_second = 1000
+                                        | .value.burst_capacity = 1000)
+                 | .tiers.auth = {tokens_per_second: 0.001, burst_capacity: 3}'
+}
+
 # _lighttpd_launch: start lighttpd -D on $PORT and wait for /healthz to answer 200 or
 # 503 (the gateway is up, Redis may be down on purpose). Returns 1 on timeout (10 s) or
 # when lighttpd exits.
 _lighttpd_launch() {
+    if [ "${SG_HOST:-}" == apache ]; then
+        _apache_launch
+        return
+    fi
     lighttpd -D -f "$ROOT/lighttpd.conf" 2>>"$SG_VAR/lighttpd-error.log" &
     LIGHTTPD_PID=$!
     local s
@@ -513,6 +544,10 @@ start_stack() {
 STACK_SURVIVORS=
 _ORPHAN_PIDS=()
 stop_stack() {
+    if [ "${SG_HOST:-}" == apache ]; then
+        apache_stop_stack
+        return
+    fi
     STACK_SURVIVORS=
     [ -n "$LIGHTTPD_PID" ] || return 0
     local kids k alive
@@ -606,7 +641,10 @@ _cleanup() {
             kill -KILL "$p" 2>/dev/null
         fi
     done
-    case "$SG_VAR" in /tmp/sg-test.*) rm -rf "$SG_VAR" ;; esac
+    case "$SG_VAR" in
+        /tmp/sg-test.*) rm -rf "$SG_VAR" ;;
+        /tmp/sg-apache.*) apache_unstage ;;
+    esac
     printf '# %s: %d passed, %d failed\n' "$TEST_NAME" "$PASSED" "$FAILED"
     if [ "$rc" -eq 0 ] && [ "$FAILED" -gt 0 ]; then
         rc=1
@@ -686,3 +724,7 @@ signup_user() {
 user_id_of() {
     jwt_payload "$1" | jq -r .sub
 }
+
+if [ "${SG_HOST:-}" == apache ]; then
+    . "$(dirname "${BASH_SOURCE[0]}")/apache.sh"
+fi
