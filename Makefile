@@ -29,7 +29,8 @@ CPPFLAGS += -iquote include -D_GNU_SOURCE -DSG_DATADIR='"$(DATADIR)"' -MMD -MP
 ALL_CFLAGS = $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(WARN) -pthread
 LIBS     = $(PKG_LIBS) -lpthread -lm
 
-B := build
+# The build folder: make asan builds a sanitized tree in build-asan.
+B ?= build
 SRCS     := $(sort $(wildcard fcgi/*.c handlers/*.c))
 OBJS     := $(SRCS:%.c=$(B)/%.o) $(B)/lua/scripts.o
 LIB_OBJS := $(filter-out $(B)/fcgi/main.o,$(OBJS))
@@ -40,6 +41,9 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(B)/tests/%)
 BIN := $(B)/story-gateway
 # The fake MistralAI upstream the integration tests start (a FastCGI program).
 FAKE_MISTRAL := $(B)/tests/fake-mistral
+
+# make fuzz and the fuzz targets (FUZZ_BINS), make soak: their own files.
+-include tests/fuzz/fuzz.mk tests/soak/soak.mk
 
 .PHONY: all run test check unit integration deps clean install format format-check lint
 all: $(BIN)
@@ -74,7 +78,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory check
 
-check: $(BIN) $(FAKE_MISTRAL) $(UNIT_BINS)
+check: $(BIN) $(FAKE_MISTRAL) $(UNIT_BINS) $(FUZZ_BINS)
 	@tests/run.sh $(UNIT_BINS)
 
 unit: $(UNIT_BINS)
