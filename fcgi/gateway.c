@@ -99,20 +99,10 @@ static double gateway_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static bool gateway_wants_problem(const struct request *req)
-{
-    return req->accept != NULL && strcasestr(req->accept, "application/problem+json") != NULL;
-}
-
 static void gateway_refuse(const struct request *req, const struct gateway_caller *caller,
                            const struct ratelimit_verdict *v, struct response *resp)
 {
-    if (gateway_wants_problem(req)) {
-        response_json(resp, 429, ratelimit_problem(v));
-        resp->content_type = "application/problem+json";
-    } else {
-        response_json(resp, 429, ratelimit_body(v));
-    }
+    ratelimit_refuse(v, request_wants_problem(req), resp);
     /* The path is the client's bytes: made printable, or jansson would refuse the line. */
     char path[GATEWAY_LOG_PATH_MAX + 4];
     log_printable(req->path, GATEWAY_LOG_PATH_MAX, path, sizeof path);
@@ -232,7 +222,7 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
         gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL, req, resp);
     }
 headers:
-    if (charge.decided) {
+    if (charge.decided && !resp->ratelimit_done) {
         int n = ratelimit_headers(&charge.verdict, lines, sizeof lines);
         if (n > 0)
             response_headers_raw(resp, lines, (size_t)n);

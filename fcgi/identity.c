@@ -13,6 +13,11 @@
  *   but returns 0 with errno 0 for a grant that is not an integer (string, real,
  *   null): the type is checked separately through jwt_get_grants_json().
  * - jwt_get_grant() returns NULL for a missing or non-string grant.
+ * - the signature is checked by jwt_verify_sha_hmac(): OpenSSL's HMAC, then the
+ *   library's own jwt_strcmp(), which XORs every byte of both base64url signatures up
+ *   to the longer one and returns no earlier: the comparison takes the same time
+ *   wherever a forged signature differs (read from the library's code with objdump).
+ *   The secret itself is only ever handed to HMAC.
  * - jwt_encode_str() and jwt_get_grants_json() return malloc'd memory (the library has
  *   no allocator hooks and no jwt_free_str in this version): free() releases it.
  *

@@ -19,7 +19,7 @@
 #define NUMBER_TEXT_MAX 32  /* one argument of EVALSHA printed as text */
 #define REPLY_NUMBER_MAX 63 /* bytes of a number in the script's reply */
 #define MESSAGE_MAX 96      /* "Too many requests. Please try again in N seconds." */
-#define RATE_FIELD_MAX (RATELIMIT_RATE_TEXT_MAX + sizeof " requests/second")
+#define RATE_FIELD_MAX (RATELIMIT_RATE_TEXT_MAX + TIERS_RATE_TEXT_MAX)
 #define LOG_TEXT_MAX 120 /* bytes of a Redis error copied into a debug line */
 
 /*
@@ -292,6 +292,22 @@ out:
     return ret;
 }
 
+int ratelimit_reset(struct rconn *rc, const struct tier *tier, const char *identifier)
+{
+    char key[KEY_MAX];
+
+    if (rc == NULL || tier == NULL || identifier == NULL)
+        return -1;
+    int n = snprintf(key, sizeof key, KEY_PREFIX "%s:%s", tier->name, identifier);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return -1;
+    const char *argv[] = {"DEL", key};
+    redisReply *r = rconn_command(rc, 2, argv, NULL);
+    int ret = r != NULL && r->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    freeReplyObject(r);
+    return ret;
+}
+
 /* A Structured Fields sf-string that needs no escaping: printable ASCII, no '"' or '\'. */
 static bool sf_string_ok(const char *s)
 {
@@ -357,7 +373,9 @@ json_t *ratelimit_body(const struct ratelimit_verdict *v)
     if (v == NULL || v->tier == NULL || answer_message(v, message, sizeof message) != 0)
         return NULL;
     ratelimit_format_rate(v->tier->rate, rate, sizeof rate);
-    int n = snprintf(rate_field, sizeof rate_field, "%s requests/second", rate);
+    int n = v->tier->rate_text[0] != '\0'
+                ? snprintf(rate_field, sizeof rate_field, "%s", v->tier->rate_text)
+                : snprintf(rate_field, sizeof rate_field, "%s requests/second", rate);
     if (rate[0] == '\0' || n < 0 || (size_t)n >= sizeof rate_field)
         return NULL;
 
@@ -391,6 +409,21 @@ json_t *ratelimit_problem(const struct ratelimit_verdict *v)
                      "https://iana.org/assignments/http-problem-types#quota-exceeded", "title",
                      "Too Many Requests", "status", 429, "detail", message, "violated-policies",
                      v->tier->name, "retry_after", (json_int_t)answer_retry_after(v));
+}
+
+void ratelimit_refuse(const struct ratelimit_verdict *v, bool problem, struct response *resp)
+{
+    char lines[RATELIMIT_HEADERS_MAX];
+
+    if (problem) {
+        response_json(resp, 429, ratelimit_problem(v));
+        resp->content_type = "application/problem+json";
+    } else {
+        response_json(resp, 429, ratelimit_body(v));
+    }
+    int n = ratelimit_headers(v, lines, sizeof lines);
+    if (n > 0 && response_headers_raw(resp, lines, (size_t)n) == 0)
+        resp->ratelimit_done = true;
 }
 
 void ratelimit_format_rate(double rate, char *buf, size_t len)

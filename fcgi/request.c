@@ -110,6 +110,11 @@ enum request_body_status request_read_body(struct request *req, char **envp, FCG
     return REQUEST_BODY_OK;
 }
 
+bool request_wants_problem(const struct request *req)
+{
+    return req->accept != NULL && strcasestr(req->accept, "application/problem+json") != NULL;
+}
+
 void request_free(struct request *req)
 {
     if (req == NULL)

@@ -195,6 +195,70 @@ static int tiers_finish(struct tiers *l, bool development, char *err, size_t err
     return 0;
 }
 
+/* A whole number from 1 to max, for key of the "login_failures" object. */
+static int tiers_login_whole(const char *key, json_t *v, long max, long *out, char *err,
+                             size_t errlen)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max) {
+        snprintf(err, errlen, "login_failures: %s must be a whole number from 1 to %ld", key, max);
+        return -1;
+    }
+    *out = (long)json_integer_value(v);
+    return 0;
+}
+
+/* The failed log-in policy as a tier: max tokens, refilled in window seconds. */
+static void tiers_login_tier(struct tier *t, long max, long window)
+{
+    memset(t, 0, sizeof *t);
+    memcpy(t->name, TIER_LOGIN_FAILURES, sizeof TIER_LOGIN_FAILURES);
+    t->capacity = max;
+    t->rate = (double)max / (double)window;
+    t->refill_seconds = window;
+    t->ttl = window + 1;
+    snprintf(t->rate_text, sizeof t->rate_text, "%ld failed login%s per %ld second%s", max,
+             max == 1 ? "" : "s", window, window == 1 ? "" : "s");
+}
+
+/* The optional "login_failures" object (NULL: the defaults). 0, or -1 with a reason. */
+static int tiers_parse_login(json_t *obj, struct tier *t, char *err, size_t errlen)
+{
+    long max = TIERS_LOGIN_MAX_FAILURES, window = TIERS_LOGIN_WINDOW_S;
+    const char *key;
+    json_t *v;
+
+    if (obj != NULL && !json_is_object(obj)) {
+        snprintf(err, errlen, "login_failures must be an object");
+        return -1;
+    }
+    json_object_foreach(obj, key, v)
+    {
+        int rc = 0;
+        if (strcmp(key, "max_failures") == 0) {
+            rc = tiers_login_whole(key, v, TIERS_CAPACITY_MAX, &max, err, errlen);
+        } else if (strcmp(key, "window_seconds") == 0) {
+            rc = tiers_login_whole(key, v, TIERS_REFILL_MAX, &window, err, errlen);
+        } else if (strcmp(key, "description") == 0) {
+            if (!json_is_string(v)) {
+                snprintf(err, errlen, "login_failures: description must be a string");
+                rc = -1;
+            }
+        } else {
+            char shown[TIERS_ERR_NAME_MAX + 4];
+            tiers_sanitize(key, TIERS_ERR_NAME_MAX, shown, sizeof shown);
+            snprintf(err, errlen,
+                     "login_failures: unknown key \"%s\" (expected max_failures, "
+                     "window_seconds, description)",
+                     shown);
+            rc = -1;
+        }
+        if (rc != 0)
+            return -1;
+    }
+    tiers_login_tier(t, max, window);
+    return 0;
+}
+
 /* The parse proper, writing the reason without a trailing context. */
 static int tiers_parse_doc(json_t *root, bool development, struct tiers *l, char *err,
                            size_t errlen)
@@ -225,6 +289,9 @@ static int tiers_parse_doc(json_t *root, bool development, struct tiers *l, char
             return -1;
         l->count++;
     }
+    if (tiers_parse_login(json_object_get(root, TIER_LOGIN_FAILURES), &l->login_failures, err,
+                          errlen) < 0)
+        return -1;
     return tiers_finish(l, development, err, errlen);
 }
 

@@ -13,6 +13,7 @@
 
 #include "identity.h"
 #include "log.h"
+#include "ratelimit.h"
 #include "validate.h"
 
 #define ACCOUNTS_ID_BYTES 16
@@ -21,6 +22,9 @@
 /* "{u:<sub>}:user": sized for the longest sub a token may carry. */
 #define ACCOUNTS_USER_KEY_MAX (IDENTITY_SUB_MAX + 16)
 #define ACCOUNTS_TIME_MAX 32
+/* The failed log-in bucket of an address: "email:" + 32 hex digits of BLAKE2b-128. */
+#define ACCOUNTS_LOCK_DIGEST 16
+#define ACCOUNTS_LOCK_ID_MAX (sizeof "email:" + ACCOUNTS_LOCK_DIGEST * 2)
 
 /* Hash of a random password, checked when the e-mail is unknown. Written once by
  * accounts_init before the threads start; read-only afterwards. */
@@ -304,16 +308,58 @@ static int accounts_lookup(struct handler_ctx *ctx, struct response *resp, const
     return 0;
 }
 
+/*
+ * "email:<hex>" for the failed log-in bucket: BLAKE2b-128 of the address as it is
+ * looked up (normalised when valid, else as sent), so any byte of it stays out of the
+ * key and its length is fixed (`printf %s ADDRESS | b2sum -l 128` gives the same hex).
+ */
+static void accounts_login_identifier(const char *address, char out[ACCOUNTS_LOCK_ID_MAX])
+{
+    unsigned char digest[ACCOUNTS_LOCK_DIGEST];
+
+    crypto_generichash(digest, sizeof digest, (const unsigned char *)address, strlen(address), NULL,
+                       0);
+    memcpy(out, "email:", sizeof "email:");
+    sodium_bin2hex(out + sizeof "email:" - 1, ACCOUNTS_LOCK_ID_MAX - (sizeof "email:" - 1), digest,
+                   sizeof digest);
+}
+
+/*
+ * Takes one token of the address's failed log-in bucket before the password is checked
+ * (a success gives the bucket back whole), so concurrent guesses cannot slip past it.
+ * Returns 0 to go on, or -1 with the 429 (or 503 without Redis) in resp.
+ */
+static int accounts_login_charge(struct handler_ctx *ctx, struct response *resp, const char *id)
+{
+    const struct tier *t = &ctx->cfg->tiers.login_failures;
+    struct ratelimit_verdict v;
+
+    if (ratelimit_charge(ctx->redis, t, id, &v) != 0) {
+        accounts_unavailable(resp);
+        return -1;
+    }
+    if (v.allowed)
+        return 0;
+    ratelimit_refuse(&v, request_wants_problem(ctx->req), resp);
+    log_event(LOG_WARN, "rate_limited",
+              json_pack("{s:s, s:s, s:s, s:i}", "identifier", id, "tier", t->name, "path", "/login",
+                        "retry_after", (int)v.retry_after));
+    return -1;
+}
+
 void accounts_login(struct handler_ctx *ctx, struct response *resp)
 {
     char *email_in = NULL, *password = NULL, email[ACCOUNTS_EMAIL_MAX * 4 + 1];
-    char id[ACCOUNTS_ID_HEX + 1], hash[crypto_pwhash_STRBYTES];
+    char id[ACCOUNTS_ID_HEX + 1], hash[crypto_pwhash_STRBYTES], lock_id[ACCOUNTS_LOCK_ID_MAX];
     bool found = false;
 
     if (accounts_login_fields(ctx->req, resp, &email_in, &password) != 0)
         goto out;
-    if (accounts_email_normalise(email_in, email) &&
-        accounts_lookup(ctx, resp, email, &found, id, hash) != 0)
+    bool valid = accounts_email_normalise(email_in, email);
+    accounts_login_identifier(valid ? email : email_in, lock_id);
+    if (accounts_login_charge(ctx, resp, lock_id) != 0)
+        goto out;
+    if (valid && accounts_lookup(ctx, resp, email, &found, id, hash) != 0)
         goto out;
     /* Same work whether or not the address is known: verify against the decoy. */
     if (accounts_hash_begin(resp) != 0)
@@ -326,6 +372,9 @@ void accounts_login(struct handler_ctx *ctx, struct response *resp)
         response_header(resp, "WWW-Authenticate", "Bearer");
         goto out;
     }
+    /* The failures before this success no longer count (best effort: a Redis error
+     * here only leaves them to expire). */
+    ratelimit_reset(ctx->redis, &ctx->cfg->tiers.login_failures, lock_id);
     json_t *answer = accounts_token(ctx->cfg, id);
     if (answer == NULL)
         response_detail(resp, 500, "Internal Server Error");

@@ -13,8 +13,9 @@
 
 #include <jansson.h>
 
-#include "tiers.h"
 #include "rconn.h"
+#include "response.h"
+#include "tiers.h"
 
 #define RATELIMIT_IDENTIFIER_MAX 128 /* "user:<sub>" or "ip:<bucket>" */
 #define RATELIMIT_HEADERS_MAX 512    /* bytes of the header block it writes */
@@ -61,6 +62,20 @@ int ratelimit_reply_verdict(const redisReply *reply, const struct tier *tier,
  * Retry-After when refused, into buf. Returns the length, or -1 if it does not fit.
  */
 int ratelimit_headers(const struct ratelimit_verdict *v, char *buf, size_t len);
+
+/*
+ * Deletes the bucket of (tier, identifier): it is full again. 0, or -1 when Redis did
+ * not answer.
+ */
+int ratelimit_reset(struct rconn *rc, const struct tier *tier, const char *identifier);
+
+/*
+ * A refusal decided outside the gateway's own charge (the per-account log-in limit):
+ * sets the 429 of SPEC 5.5 in resp (the JSON body, or the RFC 9457 document when
+ * problem), adds the headers of v and marks resp->ratelimit_done, so the gateway adds
+ * no headers of its own tier.
+ */
+void ratelimit_refuse(const struct ratelimit_verdict *v, bool problem, struct response *resp);
 
 /* The 429 body of SPEC 5.5 ({"error",...,"detail":{...}}). New reference. */
 json_t *ratelimit_body(const struct ratelimit_verdict *v);

@@ -57,6 +57,9 @@ enum request_content request_content_kind(const char *content_type);
  */
 enum request_body_status request_read_body(struct request *req, char **envp, FCGX_Stream *in);
 
+/* True when the client asks for RFC 9457 answers (Accept holds application/problem+json). */
+bool request_wants_problem(const struct request *req);
+
 /* Frees the body. req may be NULL. */
 void request_free(struct request *req);
 

@@ -8,6 +8,7 @@
 #ifndef SG_RESPONSE_H
 #define SG_RESPONSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <fcgiapp.h>
@@ -21,6 +22,7 @@ struct response {
     const char *content_type;           /* static string; NULL means application/json */
     char headers[RESPONSE_HEADERS_MAX]; /* extra "Name: value\r\n" lines */
     size_t headers_len;
+    bool ratelimit_done; /* the handler set rate-limit headers: the gateway adds none */
 };
 
 /* Status 500 with no body: a handler that forgets to answer is an error. */

@@ -2,7 +2,8 @@
  * tiers: the tier table of SPEC 5.1, loaded from limits.json.
  *
  * {"tiers": {"ai_authenticated": {"tokens_per_second": 2, "burst_capacity": 5,
- *                                 "description": "..."}, ...}}
+ *                                 "description": "..."}, ...},
+ *  "login_failures": {"max_failures": 10, "window_seconds": 900}}
  *
  * Loaded once at start-up; read-only afterwards, so any thread may read it.
  */
@@ -23,17 +24,29 @@
 #define TIER_API_ANON "api_anonymous"
 #define TIER_AUTH "auth"
 
+/*
+ * Failed log-ins per account (any IP): an optional "login_failures" object beside
+ * "tiers", {"max_failures": 10, "window_seconds": 900, "description": "..."} by default.
+ * It is kept as a bucket of max_failures tokens refilled in window_seconds.
+ */
+#define TIER_LOGIN_FAILURES "login_failures"
+#define TIERS_LOGIN_MAX_FAILURES 10
+#define TIERS_LOGIN_WINDOW_S 900
+#define TIERS_RATE_TEXT_MAX 64 /* bytes of a tier's own "rate" text, NUL included */
+
 struct tier {
-    char name[TIERS_TIER_NAME_MAX + 1]; /* [A-Za-z0-9_.-]+ */
-    double rate;                        /* tokens_per_second, > 0, finite, <= 1e6 */
-    long capacity;                      /* burst_capacity, whole number 1..1e9 */
-    long ttl;                           /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
-    long refill_seconds;                /* ceil(capacity / rate): the "w" of RateLimit-Policy */
+    char name[TIERS_TIER_NAME_MAX + 1];  /* [A-Za-z0-9_.-]+ */
+    double rate;                         /* tokens_per_second, > 0, finite, <= 1e6 */
+    long capacity;                       /* burst_capacity, whole number 1..1e9 */
+    long ttl;                            /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
+    long refill_seconds;                 /* ceil(capacity / rate): the "w" of RateLimit-Policy */
+    char rate_text[TIERS_RATE_TEXT_MAX]; /* the 429's "rate" when not "N requests/second" */
 };
 
 struct tiers {
     struct tier tiers[TIERS_MAX];
     size_t count;
+    struct tier login_failures; /* not picked by a route: the log-in handler charges it */
 };
 
 /*

@@ -474,6 +474,11 @@ bad_limits() {
 note "a bad limits.json stops start-up"
 bad_limits "burst_capacity 0" "$(limits_file '.tiers.ai_authenticated.burst_capacity = 0')" \
     'burst_capacity'
+bad_limits "login_failures with an unknown key" \
+    "$(limits_file '.login_failures = {max_failures: 3, window: 60}')" \
+    'login_failures: unknown key "window"'
+bad_limits "login_failures.max_failures 0" \
+    "$(limits_file '.login_failures.max_failures = 0')" 'login_failures: max_failures'
 bad=$TEST_DIR/limits-broken.json
 printf '{"tiers": {"ai_authenticated": ' >"$bad"
 bad_limits "limits.json not JSON" "$bad" 'limits-broken\.json|JSON|json'

@@ -57,6 +57,8 @@ static void test_tiers_repo_file_loads(void **state)
         assert_int_equal(t->refill_seconds, want[i].refill);
         assert_int_equal(t->ttl, want[i].ttl);
     }
+    assert_int_equal(l.login_failures.capacity, 10);
+    assert_int_equal(l.login_failures.refill_seconds, 900);
 }
 
 static void test_tiers_bad_documents(void **state)
@@ -445,6 +447,63 @@ static void test_tiers_load_errors(void **state)
     rmdir(dir);
 }
 
+/* The failed log-in policy: defaults when absent, a bucket of max in window seconds. */
+static void test_tiers_login_failures(void **state)
+{
+    (void)state;
+    struct tiers l;
+    char err[ERR_MAX] = "";
+    static const struct {
+        const char *login; /* the "login_failures" value, or NULL for none */
+        long capacity, window;
+        const char *rate_text;
+    } good[] = {
+        {NULL, 10, 900, "10 failed logins per 900 seconds"},
+        {"{}", 10, 900, "10 failed logins per 900 seconds"},
+        {"{\"max_failures\":3,\"window_seconds\":60,\"description\":\"x\"}", 3, 60,
+         "3 failed logins per 60 seconds"},
+        {"{\"max_failures\":1,\"window_seconds\":1}", 1, 1, "1 failed login per 1 second"},
+    };
+    static const struct {
+        const char *login, *reason;
+    } bad[] = {
+        {"[]", "login_failures must be an object"},
+        {"{\"max_failures\":0}", "max_failures must be a whole number"},
+        {"{\"max_failures\":2.5}", "max_failures must be a whole number"},
+        {"{\"window_seconds\":\"900\"}", "window_seconds must be a whole number"},
+        {"{\"window_seconds\":-1}", "window_seconds must be a whole number"},
+        {"{\"window\":60}", "unknown key \"window\""},
+        {"{\"description\":1}", "description must be a string"},
+    };
+    char doc[DOC_MAX];
+
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        if (good[i].login == NULL)
+            snprintf(doc, sizeof doc, "%s", GOOD);
+        else
+            snprintf(doc, sizeof doc, "%.*s,\"login_failures\":%s}", (int)strlen(GOOD) - 1, GOOD,
+                     good[i].login);
+        assert_int_equal(parse(doc, false, &l, err), 0);
+        const struct tier *t = &l.login_failures;
+        assert_string_equal(t->name, TIER_LOGIN_FAILURES);
+        assert_int_equal(t->capacity, good[i].capacity);
+        assert_int_equal(t->refill_seconds, good[i].window);
+        assert_int_equal(t->ttl, good[i].window + 1);
+        assert_true(t->rate == (double)good[i].capacity / (double)good[i].window);
+        assert_string_equal(t->rate_text, good[i].rate_text);
+        assert_null(tiers_find(&l, TIER_LOGIN_FAILURES)); /* never picked by a route */
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(doc, sizeof doc, "%.*s,\"login_failures\":%s}", (int)strlen(GOOD) - 1, GOOD,
+                 bad[i].login);
+        err[0] = '\0';
+        assert_int_equal(parse(doc, false, &l, err), -1);
+        if (strstr(err, bad[i].reason) == NULL)
+            print_error("%s: got \"%s\"\n", bad[i].login, err);
+        assert_non_null(strstr(err, bad[i].reason));
+    }
+}
+
 static void test_tiers_find(void **state)
 {
     (void)state;
@@ -473,6 +532,7 @@ int main(void)
         cmocka_unit_test(test_tiers_not_nul_terminated),
         cmocka_unit_test(test_tiers_error_is_bounded),
         cmocka_unit_test(test_tiers_load_errors),
+        cmocka_unit_test(test_tiers_login_failures),
         cmocka_unit_test(test_tiers_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
