@@ -20,8 +20,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
 CMOCKA_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
 
+# Any report stops the program (UBSan would print and go on), so no finding can pass.
 ifdef SANITIZER
-CFLAGS  += -fsanitize=$(SANITIZER) -fno-omit-frame-pointer
+CFLAGS  += -fsanitize=$(SANITIZER) -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=$(SANITIZER)
 endif
 
@@ -45,7 +46,8 @@ FAKE_MISTRAL := $(B)/tests/fake-mistral
 # make fuzz and the fuzz targets (FUZZ_BINS), make soak: their own files.
 -include tests/fuzz/fuzz.mk tests/soak/soak.mk
 
-.PHONY: all run test check unit integration deps clean install format format-check lint
+.PHONY: all run test check unit integration deps clean install format format-check lint \
+        asan valgrind
 all: $(BIN)
 
 $(BIN): $(OBJS)
@@ -81,6 +83,22 @@ test: deps
 check: $(BIN) $(FAKE_MISTRAL) $(UNIT_BINS) $(FUZZ_BINS)
 	@tests/run.sh $(UNIT_BINS)
 
+# The whole suite again with the gateway and the unit tests built with AddressSanitizer
+# and UndefinedBehaviorSanitizer in build-asan/ (the fake upstream and the fuzz targets
+# come from the normal build); then no sanitizer report may appear in any log.
+ASAN_B := build-asan
+asan:
+	@$(MAKE) --no-print-directory B=$(ASAN_B) SANITIZER=address,undefined \
+	    $(ASAN_B)/story-gateway $(UNIT_SRCS:tests/unit/%.c=$(ASAN_B)/tests/%)
+	@$(MAKE) --no-print-directory $(FAKE_MISTRAL) $(FUZZ_BINS)
+	@SG_BUILD=$(CURDIR)/$(ASAN_B) ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    tests/run.sh $(UNIT_SRCS:tests/unit/%.c=$(ASAN_B)/tests/%)
+	@tests/sanitizer-reports.sh tests/out
+
+# The unit tests under valgrind memcheck: no error, no definite leak.
+valgrind: $(UNIT_BINS)
+	@tests/valgrind.sh $(UNIT_BINS)
+
 unit: $(UNIT_BINS)
 	@tests/run.sh --unit-only $(UNIT_BINS)
 
@@ -110,6 +128,6 @@ lint:
 	    { echo "lint: banned call above"; exit 1; }
 
 clean:
-	rm -rf $(B)
+	rm -rf $(B) $(ASAN_B)
 
 -include $(OBJS:.o=.d) $(UNIT_BINS:=.d) $(FAKE_MISTRAL).d

@@ -5,7 +5,7 @@
 # unit run skips for want of a server.
 . "$(dirname "$0")/lib.sh"
 
-bin="$ROOT/build/tests/test_ratelimit"
+bin="$SG_BUILD/tests/test_ratelimit"
 [ -x "$bin" ] || bail "build/tests/test_ratelimit is built (make check builds it)"
 start_redis
 

@@ -56,7 +56,7 @@ apache_tree() {
 
 # apache_is_gateway PID: true when PID runs the gateway binary, SG_BIN (not a zombie).
 apache_is_gateway() {
-    [ "$(readlink "/proc/$1/exe" 2>/dev/null)" == "${SG_BIN:-$ROOT/build/story-gateway}" ]
+    [ "$(readlink "/proc/$1/exe" 2>/dev/null)" == "${SG_BIN:-$SG_BUILD/story-gateway}" ]
 }
 
 # apache_gateway_pids: the running gateway processes of the current Apache, one a line.
@@ -120,7 +120,7 @@ _apache_stage() {
         note "apache: $APACHE_USER cannot reach $ROOT; running from a copy in $APACHE_STAGE"
     fi
     SG_VAR=$APACHE_STAGE
-    cp "$ROOT/build/story-gateway" "$APACHE_STAGE/story-gateway"
+    cp "$SG_BUILD/story-gateway" "$APACHE_STAGE/story-gateway"
     cp -r "$ROOT/www" "$ROOT/apache" "$APACHE_STAGE/site/"
     SG_BIN=$APACHE_STAGE/story-gateway
     SG_ROOT=$APACHE_STAGE/site

@@ -28,6 +28,7 @@
 #
 # Globals set by this file (read them, do not assign them unless documented):
 #   ROOT       absolute path of the repository
+#   SG_BUILD   the build folder ($ROOT/build, or what the environment says: make asan)
 #   TEST_NAME  script name without .sh, e.g. 20-accounts
 #   TEST_DIR   scratch folder tests/out/$TEST_NAME/ (emptied when the script starts)
 #   REDIS_PORT, REDIS_PID          after start_redis
@@ -39,6 +40,8 @@
 # ---------------------------------------------------------------------------- setup
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+# The build folder the gateway and unit binaries come from: make asan sets build-asan.
+SG_BUILD=${SG_BUILD:-$ROOT/build}
 TEST_NAME=$(basename "$0" .sh)
 # SG_HOST=apache: the stack runs under Apache + mod_fcgid (apache.sh), in its own folder.
 if [ "${SG_HOST:-}" == apache ]; then
@@ -495,7 +498,7 @@ _lighttpd_launch() {
 # with export before calling. Waits for /healthz (10 s); on failure prints the end of the
 # lighttpd error log and bails out.
 start_stack() {
-    [ -x "$ROOT/build/story-gateway" ] || bail "start_stack: build/story-gateway missing (make all)"
+    [ -x "$SG_BUILD/story-gateway" ] || bail "start_stack: $SG_BUILD/story-gateway missing (make all)"
     if [ -z "$SG_VAR" ]; then
         SG_VAR="$TEST_DIR/var"
         # sun_path holds 108 bytes; lighttpd appends "/gateway.sock-N".
@@ -504,7 +507,7 @@ start_stack() {
         fi
         mkdir -p "$SG_VAR"
     fi
-    export BIND=127.0.0.1 SG_ROOT="$ROOT" SG_VAR SG_BIN="$ROOT/build/story-gateway"
+    export BIND=127.0.0.1 SG_ROOT="$ROOT" SG_VAR SG_BIN="$SG_BUILD/story-gateway"
     local fresh_port=0
     if [ -z "$PORT" ]; then
         PORT=$(free_port) || bail "start_stack: no free port"
