@@ -10,6 +10,7 @@
 #   interleaved samples within 20%).
 # - Client bytes never split a header or reach Redis as a command: CR, LF and NUL in
 #   paths, e-mails and story text.
+# - A JWT_SECRET shorter than 32 bytes stops start-up, without showing it.
 #
 # The auth tier (per IP) is opened wide here so that only the per-address limit acts.
 #
@@ -184,3 +185,10 @@ req_json POST /continue-story \
     -H "Authorization: Bearer $TOKEN"
 check_status "CR, LF and NUL in user_input: 422 or 200, never a split answer" "200|422"
 check_no_header "no header from user_input" X-Injected
+
+# ------------------------------------------------------------ a short JWT secret
+
+JWT_SECRET=$(head -c 31 /dev/zero | tr '\0' k) start_fails "a JWT_SECRET of 31 bytes" \
+    'JWT_SECRET: must be 32 to [0-9]+ bytes long \(value not shown\)'
+check_false "the short secret itself is never logged" grep -q kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk \
+    "$SG_VAR/lighttpd-error.log"

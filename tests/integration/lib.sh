@@ -585,6 +585,51 @@ restart_stack() {
     start_stack
 }
 
+# start_fails DESC REGEX: with the current environment, lighttpd (Apache under
+# SG_HOST=apache) must not get a working gateway: /healthz never answers 200 within 3 s,
+# and the error log gains a line matching REGEX (the one-line reason). Stops the stack
+# first; the server and whatever it spawned are stopped by PID afterwards. Two checks.
+start_fails() {
+    local desc=$1 re=$2 mark pid s seen=" " kids k lines
+    stop_stack
+    mark=$(log_mark)
+    if [ "${SG_HOST:-}" == apache ]; then
+        apache_start
+    else
+        lighttpd -D -f "$ROOT/lighttpd.conf" 2>>"$SG_VAR/lighttpd-error.log" &
+        pid=$!
+    fi
+    for _ in $(seq 30); do
+        s=$(healthz_status)
+        [[ $seen == *" $s "* ]] || seen="$seen$s "
+        sleep 0.1
+    done
+    if [ "${SG_HOST:-}" == apache ]; then
+        apache_stop_stack
+    else
+        kids=$(ps -o pid= --ppid "$pid" 2>/dev/null | tr -d ' ')
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        for k in $kids; do
+            kill "$k" 2>/dev/null
+        done
+    fi
+    if [[ $seen == *" 200 "* ]]; then
+        fail "$desc: the gateway does not start (/healthz never 200)" "healthz statuses:$seen"
+    else
+        pass "$desc: the gateway does not start (/healthz never 200)"
+        note "healthz statuses seen:$seen"
+    fi
+    lines=$(gateway_log | tail -n +$((mark + 1)))
+    if grep -Eq -- "$re" <<<"$lines"; then
+        pass "$desc: the error log gives the reason"
+        note "reason: $(grep -Em1 -- "$re" <<<"$lines" | cut -c1-200)"
+    else
+        fail "$desc: the error log gives the reason" "no line matching: $re" \
+            "$(tail -n 5 <<<"$lines" | tr '\n' ' ' | cut -c1-600)"
+    fi
+}
+
 # gateway_log: print the lighttpd error log (gateway JSON lines + lighttpd's own lines).
 gateway_log() {
     cat "$SG_VAR/lighttpd-error.log" 2>/dev/null
