@@ -21,11 +21,26 @@
  * line (blank lines skipped); the k-th request (0-based) since the file last changed
  * (inode, size or mtime) uses line min(k, lines - 1); no file or no line: normal.
  *   normal | slow N | 429 [N] | 500 | 502 | 503 | 401 | malformed | wrongshape | empty |
- *   content TEXT | huge
+ *   content TEXT | huge | reset | reset headers | reset early
  * (slow: sleep N seconds then answer normally; 429 N: with Retry-After: N; content: the
  * text with "\n" turned into newlines and "\\" into "\"; huge: 100 KiB of text). An
  * unknown mode answers 500 with a message naming it. Other paths answer 404, other
  * methods 405, a body over FAKE_BODY_MAX bytes 413; the mode still applies to "slow".
+ *
+ * The reset modes need the raw HTTP server below (behind lighttpd the program does not
+ * own the client's socket; there they answer 500 saying so). After the key and the body
+ * passed, the connection is reset (SO_LINGER 0 + close: a TCP RST) mid-answer:
+ *   reset           the status line, the headers (Content-Length of the whole answer) and
+ *                   half of a normal answer's JSON, FAKE_RESET_PAUSE_MS, then the reset;
+ *   reset headers   half of the header block, the pause, then the reset;
+ *   reset early     the reset as soon as the request is read, no byte of answer.
+ * Their log line's "status" is 200, the answer that was cut (0 for "reset early").
+ *
+ * Raw HTTP server: `fake-mistral --http PORT` serves the same API itself on
+ * 127.0.0.1:PORT (HTTP/1.1, one request per connection, "Connection: close",
+ * Content-Length bodies only), one thread per connection (at most FAKE_HTTP_CONNS_MAX),
+ * with the same modes, checks and request log; FAKE_DIR and FAKE_MISTRAL_KEY as above.
+ * Without arguments it is the FastCGI program.
  *
  * Every request is appended to $FAKE_DIR/requests.log as one JSON line, with one
  * write(2) under a mutex, before the answer (and before any sleep):
@@ -39,7 +54,9 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +64,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -71,6 +89,10 @@
 #define FAKE_TEMPERATURE_MAX 2.0     /* largest temperature accepted */
 #define FAKE_DEFAULT_KEY "test-key"
 #define FAKE_CHAT_PATH "/v1/chat/completions"
+#define FAKE_HEAD_MAX 16384       /* raw server: bytes of a request line and headers */
+#define FAKE_HTTP_CONNS_MAX 256   /* raw server: connections served at once */
+#define FAKE_HTTP_IO_TIMEOUT_S 30 /* raw server: a silent client is dropped after this */
+#define FAKE_RESET_PAUSE_MS 200   /* reset modes: between the partial answer and the RST */
 
 enum fake_mode_kind {
     FAKE_NORMAL,
@@ -85,6 +107,9 @@ enum fake_mode_kind {
     FAKE_EMPTY,
     FAKE_CONTENT,
     FAKE_HUGE,
+    FAKE_RESET,         /* raw server only: headers, half the body, RST */
+    FAKE_RESET_HEADERS, /* raw server only: half the headers, RST */
+    FAKE_RESET_EARLY,   /* raw server only: RST before any byte */
     FAKE_UNKNOWN,
 };
 
@@ -99,9 +124,10 @@ struct fake_mode {
 /* What one request is answered. */
 struct fake_reply {
     int status;
-    long retry_after; /* -1: no Retry-After header */
-    bool allow_post;  /* add "Allow: POST" (405) */
-    char *body;       /* owned; NULL means an empty body */
+    long retry_after;        /* -1: no Retry-After header */
+    bool allow_post;         /* add "Allow: POST" (405) */
+    enum fake_mode_kind cut; /* FAKE_RESET*: how the raw server cuts it; else FAKE_NORMAL */
+    char *body;              /* owned; NULL means an empty body */
     size_t len;
 };
 
@@ -342,6 +368,15 @@ static void fake_mode_parse(const char *line, struct fake_mode *m)
     if (wlen == 7 && strncmp(line, "content", 7) == 0) {
         m->kind = FAKE_CONTENT;
         m->text = arg != NULL ? arg : "";
+        return;
+    }
+    if (wlen == 5 && strncmp(line, "reset", 5) == 0) {
+        if (arg == NULL)
+            m->kind = FAKE_RESET;
+        else if (strcmp(arg, "headers") == 0)
+            m->kind = FAKE_RESET_HEADERS;
+        else if (strcmp(arg, "early") == 0)
+            m->kind = FAKE_RESET_EARLY;
         return;
     }
     if (wlen == 4 && strncmp(line, "slow", 4) == 0) {
@@ -695,11 +730,12 @@ static void fake_answer(struct fake_reply *rp, json_t *req, const struct fake_mo
 
 /*
  * Decides the answer to one request: routing, key, body, then the mode. body_err is
- * the parse error when the body was not JSON (req NULL).
+ * the parse error when the body was not JSON (req NULL). raw: served by the raw HTTP
+ * server, which alone can carry out the reset modes.
  */
 static void fake_decide(struct fake_reply *rp, const char *method, const char *path,
                         const char *auth, json_t *req, size_t len, bool too_big,
-                        const struct fake_mode *m)
+                        const struct fake_mode *m, bool raw)
 {
     static const char bearer[] = "Bearer ";
 
@@ -753,6 +789,20 @@ static void fake_decide(struct fake_reply *rp, const char *method, const char *p
         return;
     case FAKE_503:
         fake_reply_error(rp, 503, json_string("Service unavailable"), "service_unavailable", NULL);
+        return;
+    case FAKE_RESET:
+    case FAKE_RESET_HEADERS:
+    case FAKE_RESET_EARLY:
+        if (!raw) {
+            fake_reply_error(rp, 500,
+                             json_string("fake_mistral: the reset modes need the raw HTTP "
+                                         "server (fake-mistral --http PORT)"),
+                             "fake_mode_error", NULL);
+            return;
+        }
+        fake_answer(rp, req, m, len);
+        if (rp->status == 200)
+            rp->cut = m->kind;
         return;
     case FAKE_UNKNOWN: {
         char msg[FAKE_MODE_LINE_MAX + 64];
@@ -849,30 +899,51 @@ static void fake_sleep(double seconds)
         ;
 }
 
-static void fake_handle(struct fake_worker *w)
+/* One request as both servers hand it over: what fake_process needs. */
+struct fake_request {
+    const char *method, *path; /* the path without its query */
+    const char *auth, *ctype;  /* headers, or NULL when absent */
+    const char *body;          /* len bytes */
+    size_t len;
+    bool too_big; /* the body had more than FAKE_BODY_MAX bytes */
+};
+
+/*
+ * The answer to rq into rp (free rp->body): the mode line is picked and parsed, the
+ * answer decided and logged, then a "slow" mode sleeps.
+ */
+static void fake_process(const struct fake_request *rq, bool raw, struct fake_reply *rp)
 {
-    char method[FAKE_PARAM_MAX], path[FAKE_PARAM_MAX], line[FAKE_MODE_LINE_MAX];
-    struct fake_reply rp = {.retry_after = -1};
+    char line[FAKE_MODE_LINE_MAX];
     struct fake_mode m;
     json_error_t jerr;
     unsigned long k;
-    bool too_big;
+    json_t *req = rq->len > 0 && !rq->too_big ? json_loadb(rq->body, rq->len, 0, &jerr) : NULL;
+
+    fake_mode_line(line, &k);
+    fake_mode_parse(line, &m);
+    fake_decide(rp, rq->method, rq->path, rq->auth, req, rq->len, rq->too_big, &m, raw);
+    fake_log(k, line, rq->method, rq->path, rq->auth, rq->ctype,
+             rp->cut == FAKE_RESET_EARLY ? 0 : rp->status, req,
+             rq->len > 0 && req == NULL ? (rq->too_big ? "body too large" : jerr.text) : NULL);
+    if (m.kind == FAKE_SLOW)
+        fake_sleep(m.slow_s);
+    json_decref(req);
+}
+
+static void fake_handle(struct fake_worker *w)
+{
+    char method[FAKE_PARAM_MAX], path[FAKE_PARAM_MAX];
+    struct fake_reply rp = {.retry_after = -1, .cut = FAKE_NORMAL};
+    struct fake_request rq = {.method = method, .path = path, .body = w->body};
 
     fake_param(&w->fcgx, "REQUEST_METHOD", method);
     fake_param(&w->fcgx, "REQUEST_URI", path);
     path[strcspn(path, "?")] = '\0';
-    const char *auth = FCGX_GetParam("HTTP_AUTHORIZATION", w->fcgx.envp);
-    const char *ctype = FCGX_GetParam("CONTENT_TYPE", w->fcgx.envp);
-    size_t len = fake_read_body(w, &too_big);
-    json_t *req = len > 0 && !too_big ? json_loadb(w->body, len, 0, &jerr) : NULL;
-
-    fake_mode_line(line, &k);
-    fake_mode_parse(line, &m);
-    fake_decide(&rp, method, path, auth, req, len, too_big, &m);
-    fake_log(k, line, method, path, auth, ctype, rp.status, req,
-             len > 0 && req == NULL ? (too_big ? "body too large" : jerr.text) : NULL);
-    if (m.kind == FAKE_SLOW)
-        fake_sleep(m.slow_s);
+    rq.auth = FCGX_GetParam("HTTP_AUTHORIZATION", w->fcgx.envp);
+    rq.ctype = FCGX_GetParam("CONTENT_TYPE", w->fcgx.envp);
+    rq.len = fake_read_body(w, &rq.too_big);
+    fake_process(&rq, false, &rp);
 
     FCGX_FPrintF(w->fcgx.out, "Status: %d %s\r\nContent-Type: application/json\r\n", rp.status,
                  fake_reason(rp.status));
@@ -884,7 +955,269 @@ static void fake_handle(struct fake_worker *w)
     if (rp.body != NULL && rp.len > 0)
         FCGX_PutStr(rp.body, (int)rp.len, w->fcgx.out);
     free(rp.body);
-    json_decref(req);
+}
+
+/* ------------------------------------------------------------ the raw HTTP server */
+
+/* Connections the raw server is serving now. */
+static atomic_int fake_http_conns;
+
+/* Writes all n bytes of p to fd; false when the peer went away. */
+static bool fake_write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+/*
+ * Reads a request head (line and headers, up to the blank line) into buf (cap bytes).
+ * Returns the head's length with its blank line, and in *got every byte read (the
+ * start of the body may follow the head); -1 when the client closed, timed out or sent
+ * more than cap bytes without a blank line.
+ */
+static ssize_t fake_http_read_head(int fd, char *buf, size_t cap, size_t *got)
+{
+    size_t n = 0;
+
+    for (;;) {
+        const char *end = n >= 4 ? memmem(buf, n, "\r\n\r\n", 4) : NULL;
+        if (end != NULL) {
+            *got = n;
+            return end - buf + 4;
+        }
+        if (n == cap)
+            return -1;
+        ssize_t r = recv(fd, buf + n, cap - n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        n += (size_t)r;
+    }
+}
+
+/*
+ * The value of header name in head (hlen bytes, "\r\n" lines, the request line first),
+ * trimmed, into out (cap bytes, cut); false when absent.
+ */
+static bool fake_http_header(const char *head, size_t hlen, const char *name, char *out, size_t cap)
+{
+    size_t nlen = strlen(name);
+    const char *p = memmem(head, hlen, "\r\n", 2), *end = head + hlen;
+
+    while (p != NULL && p + 2 < end) {
+        p += 2;
+        const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+        if (eol == NULL)
+            eol = end;
+        if ((size_t)(eol - p) > nlen && p[nlen] == ':' && strncasecmp(p, name, nlen) == 0) {
+            const char *v = p + nlen + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            size_t vlen = (size_t)(eol - v);
+            while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
+                vlen--;
+            snprintf(out, cap, "%.*s", (int)(vlen < cap ? vlen : cap - 1), v);
+            return true;
+        }
+        p = eol;
+    }
+    return false;
+}
+
+/* Resets the connection: SO_LINGER 0 makes close() send a TCP RST. */
+static void fake_http_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+/* Sends rp on fd as HTTP/1.1 (or cuts it as rp->cut says) and closes fd. */
+static void fake_http_answer(int fd, const struct fake_reply *rp)
+{
+    char head[512];
+    size_t len = rp->body != NULL ? rp->len : 0;
+    int n =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n%s",
+                 rp->status, fake_reason(rp->status), len, rp->allow_post ? "Allow: POST\r\n" : "");
+    if (rp->retry_after >= 0)
+        n += snprintf(head + n, sizeof head - (size_t)n, "Retry-After: %ld\r\n", rp->retry_after);
+    n += snprintf(head + n, sizeof head - (size_t)n, "\r\n");
+
+    switch (rp->cut) {
+    case FAKE_RESET_EARLY: fake_http_reset(fd); return;
+    case FAKE_RESET_HEADERS:
+        fake_write_all(fd, head, (size_t)n / 2);
+        fake_sleep(FAKE_RESET_PAUSE_MS / 1000.0);
+        fake_http_reset(fd);
+        return;
+    case FAKE_RESET:
+        if (fake_write_all(fd, head, (size_t)n))
+            fake_write_all(fd, rp->body, len / 2);
+        fake_sleep(FAKE_RESET_PAUSE_MS / 1000.0);
+        fake_http_reset(fd);
+        return;
+    default:
+        if (fake_write_all(fd, head, (size_t)n) && len > 0)
+            fake_write_all(fd, rp->body, len);
+        shutdown(fd, SHUT_WR);
+        close(fd);
+        return;
+    }
+}
+
+/*
+ * Reads the body announced by head into body (FAKE_BODY_MAX + 1 bytes): the extra bytes
+ * already read (have, at extra) first. Sets rq->len and rq->too_big; false when the
+ * client went away first.
+ */
+static bool fake_http_read_body(int fd, const char *head, size_t hlen, const char *extra,
+                                size_t have, char *body, struct fake_request *rq)
+{
+    char value[64], sink[4096];
+    unsigned long long want = 0;
+
+    if (fake_http_header(head, hlen, "Content-Length", value, sizeof value)) {
+        char *end;
+        errno = 0;
+        want = strtoull(value, &end, 10);
+        if (end == value || *end != '\0' || errno != 0)
+            return false;
+    }
+    rq->too_big = want > FAKE_BODY_MAX;
+    rq->len = 0;
+    for (unsigned long long seen = 0; seen < want;) {
+        ssize_t r;
+        if (have > 0) {
+            r = (ssize_t)(have < want - seen ? have : want - seen);
+            if (!rq->too_big)
+                memcpy(body + seen, extra, (size_t)r);
+            have = 0;
+        } else if (rq->too_big) {
+            r = recv(fd, sink, sizeof sink, 0);
+        } else {
+            r = recv(fd, body + seen, (size_t)(want - seen), 0);
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        seen += (unsigned long long)r;
+    }
+    if (!rq->too_big)
+        rq->len = (size_t)want;
+    body[rq->len] = '\0';
+    return true;
+}
+
+/* Serves one connection (arg: its fd, malloc'd): one request, then close. */
+static void *fake_http_conn(void *arg)
+{
+    int fd = *(int *)arg;
+    char *head = malloc(FAKE_HEAD_MAX), *body = malloc(FAKE_BODY_MAX + 1);
+    char method[FAKE_PARAM_MAX], path[FAKE_PARAM_MAX], auth[FAKE_HEADER_MAX],
+        ctype[FAKE_HEADER_MAX];
+    struct fake_request rq = {.method = method, .path = path, .body = body};
+    struct fake_reply rp = {.retry_after = -1, .cut = FAKE_NORMAL};
+    size_t got = 0;
+    ssize_t hlen;
+
+    free(arg);
+    if (head == NULL || body == NULL ||
+        (hlen = fake_http_read_head(fd, head, FAKE_HEAD_MAX, &got)) < 0) {
+        close(fd);
+        goto out;
+    }
+    /* "METHOD SP target SP version" */
+    const char *sp1 = memchr(head, ' ', (size_t)hlen), *sp2;
+    sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', (size_t)(head + hlen - sp1 - 1)) : NULL;
+    if (sp2 == NULL) {
+        close(fd);
+        goto out;
+    }
+    snprintf(method, sizeof method, "%.*s", (int)(sp1 - head), head);
+    snprintf(path, sizeof path, "%.*s", (int)(sp2 - sp1 - 1), sp1 + 1);
+    path[strcspn(path, "?")] = '\0';
+    rq.auth =
+        fake_http_header(head, (size_t)hlen, "Authorization", auth, sizeof auth) ? auth : NULL;
+    rq.ctype =
+        fake_http_header(head, (size_t)hlen, "Content-Type", ctype, sizeof ctype) ? ctype : NULL;
+    if (!fake_http_read_body(fd, head, (size_t)hlen, head + hlen, got - (size_t)hlen, body, &rq)) {
+        close(fd);
+        goto out;
+    }
+    fake_process(&rq, true, &rp);
+    fake_http_answer(fd, &rp);
+    free(rp.body);
+out:
+    free(head);
+    free(body);
+    atomic_fetch_sub(&fake_http_conns, 1);
+    return NULL;
+}
+
+/* The raw HTTP server on 127.0.0.1:port; returns only when it cannot listen (1). */
+static int fake_http_main(const char *port_text)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct timeval io = {.tv_sec = FAKE_HTTP_IO_TIMEOUT_S};
+    double port;
+    int one = 1, lfd;
+
+    if (!fake_number(port_text, 1, 65535, &port) || port != floor(port)) {
+        fprintf(stderr, "fake_mistral: --http needs a port number, not \"%s\"\n", port_text);
+        return 1;
+    }
+    sa.sin_port = htons((uint16_t)port);
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(lfd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(lfd, 128) != 0) {
+        char err[128];
+        fprintf(stderr, "fake_mistral: 127.0.0.1:%d: %s\n", (int)port,
+                strerror_r(errno, err, sizeof err));
+        return 1;
+    }
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE)
+                continue;
+            return 1;
+        }
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &io, sizeof io);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &io, sizeof io);
+        int *arg = malloc(sizeof *arg);
+        pthread_t t;
+        pthread_attr_t attr;
+        if (arg == NULL || atomic_fetch_add(&fake_http_conns, 1) >= FAKE_HTTP_CONNS_MAX) {
+            if (arg != NULL)
+                atomic_fetch_sub(&fake_http_conns, 1);
+            free(arg);
+            close(fd);
+            continue;
+        }
+        *arg = fd;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, fake_http_conn, arg) != 0) {
+            atomic_fetch_sub(&fake_http_conns, 1);
+            free(arg);
+            close(fd);
+        }
+        pthread_attr_destroy(&attr);
+    }
 }
 
 /* ------------------------------------------------------------------------- main */
@@ -916,7 +1249,7 @@ static void *fake_wait_for_stop(void *arg)
     _exit(0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static struct fake_worker workers[FAKE_THREADS];
     static sigset_t stop;
@@ -940,13 +1273,20 @@ int main(void)
     if (key != NULL && key[0] != '\0')
         fake_key = key;
     json_object_seed(0);
+    if (pthread_create(&stopper, NULL, fake_wait_for_stop, &stop) != 0)
+        return 1;
+    pthread_detach(stopper);
+    if (argc == 3 && strcmp(argv[1], "--http") == 0)
+        return fake_http_main(argv[2]);
+    if (argc != 1) {
+        fprintf(stderr,
+                "usage: fake-mistral (FastCGI, behind lighttpd) | fake-mistral --http PORT\n");
+        return 2;
+    }
     if (FCGX_Init() != 0) {
         fprintf(stderr, "fake_mistral: libfcgi failed to initialise\n");
         return 1;
     }
-    if (pthread_create(&stopper, NULL, fake_wait_for_stop, &stop) != 0)
-        return 1;
-    pthread_detach(stopper);
     for (int i = 0; i < FAKE_THREADS; i++) {
         workers[i].body = malloc(FAKE_BODY_MAX + 1);
         if (workers[i].body == NULL)

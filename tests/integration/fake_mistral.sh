@@ -19,10 +19,17 @@
 # another program in its place (e.g. a script that execs valgrind on it), set
 # FAKE_MISTRAL_BIN to its path before sourcing.
 #
+# `start_fake_mistral --raw` runs the same program as its own HTTP server instead
+# (fake-mistral --http PORT, no lighttpd): the same API, modes and request log, one
+# request per connection ("Connection: close"), and the reset modes work.
+#
 # Modes (one a line of $FAKE_DIR/mode, re-read by the fake at every request; the k-th
 # request since the file last changed uses line min(k, lines-1); no file = normal):
 #   normal | slow N | 429 [N] | 500 | 502 | 503 | 401 | malformed | wrongshape | empty |
-#   content TEXT | huge
+#   content TEXT | huge | reset | reset headers | reset early
+# (--raw only, else 500: reset = status line, headers and half the JSON answer, then a
+# TCP RST; reset headers = half the header block, then RST; reset early = RST with no
+# byte of answer.)
 # Every request the fake receives is one JSON line of $FAKE_DIR/requests.log:
 #   {"n":k,"seq":s,"mode":"...","method":"POST","path":"/v1/chat/completions",
 #    "authorization":"<header as received>"|null,"content_type":...,"status":<answered>,
@@ -35,13 +42,15 @@
 #   FAKE_MISTRAL_URL   http://127.0.0.1:FAKE_PORT (exported; the gateway's MISTRAL_API_URL)
 #   FAKE_MISTRAL_KEY   the key the fake accepts (exported; default "test-key", or the value
 #                      the script exported before start_fake_mistral)
-#   FAKE_PORT, FAKE_DIR, FAKE_PID   after start_fake_mistral (FAKE_PID: its lighttpd)
+#   FAKE_PORT, FAKE_DIR, FAKE_PID   after start_fake_mistral (FAKE_PID: its lighttpd, or
+#                      the program itself with --raw)
 
 FAKE_MISTRAL_URL=
 FAKE_PORT=
 FAKE_DIR=
 FAKE_PID=
 _FAKE_TMP=
+_FAKE_RAW=0
 
 if ! declare -F _cleanup >/dev/null; then
     echo "fake_mistral.sh: source lib.sh first" >&2
@@ -55,11 +64,16 @@ _fake_probe() {
         "http://127.0.0.1:$FAKE_PORT/v1/chat/completions" 2>/dev/null || true
 }
 
-# _fake_launch: start lighttpd with the fake on $FAKE_PORT; wait (10 s) until the program
-# answers. Returns 1 when lighttpd exits or the time runs out (lighttpd stopped then).
+# _fake_launch: start lighttpd with the fake on $FAKE_PORT (or, with _FAKE_RAW=1, the
+# program as its own HTTP server); wait (10 s) until the program answers. Returns 1 when
+# it exits or the time runs out (stopped then).
 _fake_launch() {
-    lighttpd -D -f "$ROOT/tests/fake_mistral/lighttpd.conf" \
-        2>>"$FAKE_DIR/lighttpd-stderr.log" &
+    if [ "$_FAKE_RAW" = 1 ]; then
+        "$FAKE_BIN" --http "$FAKE_PORT" 2>>"$FAKE_DIR/raw-stderr.log" &
+    else
+        lighttpd -D -f "$ROOT/tests/fake_mistral/lighttpd.conf" \
+            2>>"$FAKE_DIR/lighttpd-stderr.log" &
+    fi
     FAKE_PID=$!
     for _ in $(seq 100); do
         sleep 0.1
@@ -70,14 +84,17 @@ _fake_launch() {
     return 1
 }
 
-# start_fake_mistral: start the fake (stopping a running one first) on a free port, with
-# a fresh FAKE_DIR ($TEST_DIR/fake, or a /tmp folder when that path is too long for the
-# FastCGI socket), no mode file and an empty requests.log. Exports FAKE_MISTRAL_URL and
-# FAKE_MISTRAL_KEY (kept when already exported). Bails out when it cannot start.
+# start_fake_mistral [--raw]: start the fake (stopping a running one first) on a free
+# port, with a fresh FAKE_DIR ($TEST_DIR/fake, or a /tmp folder when that path is too long
+# for the FastCGI socket), no mode file and an empty requests.log. Exports
+# FAKE_MISTRAL_URL and FAKE_MISTRAL_KEY (kept when already exported). --raw: the program
+# serves HTTP itself (see above). Bails out when it cannot start.
 start_fake_mistral() {
     local bin=${FAKE_MISTRAL_BIN:-$ROOT/build/tests/fake-mistral}
     [ -x "$bin" ] || bail "start_fake_mistral: $bin missing (make build/tests/fake-mistral)"
     stop_fake_mistral
+    _FAKE_RAW=0
+    [ "${1:-}" == --raw ] && _FAKE_RAW=1
     if [ -n "$_FAKE_TMP" ]; then
         rm -rf "$_FAKE_TMP"
         _FAKE_TMP=
@@ -101,16 +118,19 @@ start_fake_mistral() {
             fake_reset_log # forget the readiness probe
             return 0
         fi
-        grep -q 'Address already in use' "$FAKE_DIR"/lighttpd-*.log 2>/dev/null || break
+        grep -q 'Address already in use' "$FAKE_DIR"/lighttpd-*.log \
+            "$FAKE_DIR"/raw-stderr.log 2>/dev/null || break
     done
-    note "fake lighttpd logs ($FAKE_DIR):"
-    tail -n 20 "$FAKE_DIR"/lighttpd-*.log 2>/dev/null | sed 's/^/#   /'
+    note "fake logs ($FAKE_DIR):"
+    tail -n 20 "$FAKE_DIR"/lighttpd-*.log "$FAKE_DIR"/raw-stderr.log 2>/dev/null |
+        sed 's/^/#   /'
     bail "start_fake_mistral: the fake did not answer within 10 s on port $FAKE_PORT"
 }
 
-# stop_fake_mistral: stop the fake's lighttpd by PID and wait for it; lighttpd stops the
-# program with SIGTERM; a program still alive 1 s later is killed by PID. FAKE_DIR is kept
-# (its logs stay readable). Does nothing when the fake is not running.
+# stop_fake_mistral: stop the fake's lighttpd (or the --raw program) by PID and wait for
+# it; lighttpd stops the program with SIGTERM; a program still alive 1 s later is killed
+# by PID. FAKE_DIR is kept (its logs stay readable). Does nothing when the fake is not
+# running.
 stop_fake_mistral() {
     [ -n "$FAKE_PID" ] || return 0
     local kids k alive

@@ -330,7 +330,7 @@ hdr() {
 #   wait_until 5 healthz_is 200
 wait_until() {
     local deadline
-    deadline=$(( $(date +%s%N) + $(awk -v t="$1" 'BEGIN { printf "%d", t * 1000000000 }') ))
+    deadline=$(( $(date +%s%N) + $(awk -v t="$1" 'BEGIN { printf "%.0f", t * 1000000000 }') ))
     shift
     while :; do
         "$@" >/dev/null 2>&1 && return 0
