@@ -385,7 +385,9 @@ bool clientip_resolve(const char *remote_addr, const char *xff,
         *malformed = false;
     if (remote_addr == NULL || client == NULL)
         return false;
-    if (!clientip_parse(remote_addr, strnlen(remote_addr, CLIENTIP_ADDR_TEXT_MAX + 1), &cur))
+    /* The whole value: a prefix cut at a fixed length could end inside leading blanks and
+     * parse as a shorter address. clientip_parse refuses anything long once trimmed. */
+    if (!clientip_parse(remote_addr, strlen(remote_addr), &cur))
         return false;
     /* An untrusted peer's X-Forwarded-For is whatever it chose to write: ignored. */
     if (xff != NULL && clientip_proxies_contain(proxies, &cur))

@@ -76,6 +76,21 @@ int cursor_encode(const unsigned char *secret, size_t secret_len, const char *us
     return 0;
 }
 
+/*
+ * Only the base64url alphabet: libsodium 1.0.18 (Debian 12) decodes every byte from 0x80
+ * up as '_', so without this one cursor would have many spellings that all decode.
+ */
+static bool cursor_text_ok(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_'))
+            return false;
+    }
+    return true;
+}
+
 int cursor_decode(const unsigned char *secret, size_t secret_len, const char *user,
                   const char *text, char member[CURSOR_MEMBER_LEN + 1])
 {
@@ -84,7 +99,7 @@ int cursor_decode(const unsigned char *secret, size_t secret_len, const char *us
     const char *end = NULL;
     size_t len = strnlen(text, CURSOR_TEXT_MAX);
 
-    if (len == 0 || len >= CURSOR_TEXT_MAX)
+    if (len == 0 || len >= CURSOR_TEXT_MAX || !cursor_text_ok(text, len))
         return -1;
     if (sodium_base642bin(raw, sizeof raw, text, len, NULL, &bin_len, &end,
                           sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||

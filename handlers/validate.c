@@ -32,6 +32,18 @@ static size_t validate_depth(json_t *j, size_t limit)
     return deepest + 1;
 }
 
+/*
+ * jansson's error text quotes the bytes near the error, which may stop inside a UTF-8
+ * sequence or be no UTF-8 at all; jansson would then refuse the message and the 422
+ * would go out without its body. Anything but printable ASCII becomes '?'.
+ */
+static void validate_ascii_only(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f)
+            *s = '?';
+}
+
 static void validate_json_error(struct response *resp, int position, const char *msg)
 {
     json_t *item = json_pack("{s:[s, i], s:s, s:s}", "loc", "body", position, "msg", msg, "type",
@@ -52,6 +64,7 @@ json_t *validate_body_object_or_reply(const struct request *req, struct response
     if (doc == NULL) {
         char msg[200];
         snprintf(msg, sizeof msg, "JSON decode error: %s", error.text);
+        validate_ascii_only(msg);
         validate_json_error(resp, error.position, msg);
         return NULL;
     }

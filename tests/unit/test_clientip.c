@@ -592,6 +592,28 @@ static void test_clientip_resolve_null_args(void **state)
     assert_false(clientip_resolve("10.0.0.2", NULL, &p, NULL, NULL));
 }
 
+/*
+ * Found by tests/fuzz/fuzz_clientip: REMOTE_ADDR was read up to 47 bytes, so 44 tabs and
+ * "::ffff:10.0.0.1" were cut to "::f" after the tabs, a valid address. A malformed
+ * REMOTE_ADDR, however long, is refused.
+ */
+static void test_clientip_resolve_remote_addr_not_cut(void **state)
+{
+    struct clientip_proxies p = proxies_of(TRUSTED);
+    struct clientip_addr client;
+    char remote[128], text[CLIENTIP_TEXT_MAX];
+
+    (void)state;
+    memset(remote, '\t', 44);
+    snprintf(remote + 44, sizeof remote - 44, "::ffff:10.0.0.1, x");
+    assert_false(clientip_resolve(remote, NULL, &p, &client, NULL));
+    memset(remote, ' ', 60);
+    snprintf(remote + 60, sizeof remote - 60, "192.0.2.45 ");
+    assert_true(clientip_resolve(remote, NULL, &p, &client, NULL));
+    clientip_format(&client, text);
+    assert_string_equal(text, "192.0.2.45");
+}
+
 /* Appends entry n times, separated by ", ", into a new string. */
 static char *repeat(const char *prefix, const char *entry, size_t n, const char *suffix)
 {
@@ -713,6 +735,7 @@ int main(void)
         cmocka_unit_test(test_clientip_proxies_contain_table),
         cmocka_unit_test(test_clientip_resolve_table),
         cmocka_unit_test(test_clientip_resolve_null_args),
+        cmocka_unit_test(test_clientip_resolve_remote_addr_not_cut),
         cmocka_unit_test(test_clientip_resolve_huge_xff_padding_ignored),
         cmocka_unit_test(test_clientip_resolve_xff_window_edge),
     };

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -97,12 +98,41 @@ static void test_cursor_decode_rejects_forged_mac(void **state)
     assert_int_equal(cursor_decode(SECRET, 32, "alice", text, member), -1);
 }
 
+/*
+ * Found by tests/fuzz/fuzz_cursor: libsodium 1.0.18 decodes any byte from 0x80 up as '_',
+ * so a cursor with its '_' replaced by such a byte decoded as the same cursor. Every
+ * character of a cursor is tried with bytes outside the alphabet; none may decode.
+ */
+static void test_cursor_decode_rejects_non_alphabet(void **state)
+{
+    (void)state;
+    char good[CURSOR_TEXT_MAX], text[CURSOR_TEXT_MAX], member[CURSOR_MEMBER_LEN + 1];
+    static const unsigned char outside[] = {0x80, 0xa9, 0xdf, 0xff, '+', '/', '=', '.', ' '};
+    bool underscore = false;
+
+    for (int m = 0; m < 64; m++) {
+        char name[CURSOR_MEMBER_LEN + 1];
+        snprintf(name, sizeof name, "%016x0123456789abcdef0123456789abcdef", (unsigned)m);
+        assert_int_equal(cursor_encode(SECRET, 32, "alice", name, good), 0);
+        underscore |= strchr(good, '_') != NULL;
+        for (size_t i = 0; good[i] != '\0'; i++) {
+            for (size_t k = 0; k < sizeof outside; k++) {
+                memcpy(text, good, sizeof text);
+                text[i] = (char)outside[k];
+                assert_int_equal(cursor_decode(SECRET, 32, "alice", text, member), -1);
+            }
+        }
+    }
+    assert_true(underscore); /* the case that decoded before the fix was tried */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cursor_round_trip),
         cmocka_unit_test(test_cursor_encode_rejects_bad_members),
         cmocka_unit_test(test_cursor_decode_rejects),
+        cmocka_unit_test(test_cursor_decode_rejects_non_alphabet),
         cmocka_unit_test(test_cursor_decode_rejects_forged_mac),
     };
     return cmocka_run_group_tests(tests, test_setup, NULL);

@@ -82,6 +82,38 @@ static void test_validate_deep_nesting_no_crash(void **state)
     free(body);
 }
 
+/*
+ * Found by tests/fuzz/fuzz_validate: jansson's error text quotes the bytes near the error,
+ * here cut inside a UTF-8 sequence ("\u0\xc3"); the message was refused by jansson and the
+ * 422 had no body. The answer keeps its JSON, with the message in printable ASCII.
+ */
+static void test_validate_error_text_not_utf8(void **state)
+{
+    (void)state;
+    static const struct {
+        int line;
+        const char *body;
+    } cases[] = {
+        {__LINE__, "{\"genre\":\"\\u0\xc3\xa9l\xc3\xa8ve\"}"},
+        {__LINE__, "{\"a\":tru\xc3\xa9}"},
+        {__LINE__, "{\"a\":\"\\u12\x01\"}"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct response resp;
+        print_message("line %d\n", cases[i].line);
+        assert_null(test_parse(cases[i].body, &resp));
+        assert_int_equal(resp.status, 422);
+        assert_non_null(resp.body);
+        json_t *item = json_array_get(json_object_get(resp.body, "detail"), 0);
+        assert_string_equal(json_string_value(json_object_get(item, "type")), "json_invalid");
+        const char *msg = json_string_value(json_object_get(item, "msg"));
+        assert_non_null(msg);
+        for (const char *p = msg; *p; p++)
+            assert_true(*p >= 0x20 && *p < 0x7f);
+        response_free(&resp);
+    }
+}
+
 static void test_validate_strings(void **state)
 {
     (void)state;
@@ -175,6 +207,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validate_body_cases),
         cmocka_unit_test(test_validate_deep_nesting_no_crash),
+        cmocka_unit_test(test_validate_error_text_not_utf8),
         cmocka_unit_test(test_validate_strings),
         cmocka_unit_test(test_validate_email_normalise),
         cmocka_unit_test(test_validate_email_length),
