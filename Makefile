@@ -111,7 +111,7 @@ install: $(BIN)
 	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
 	cp -R www apache $(DESTDIR)$(DATADIR)/
 
-FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS)
+FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS) $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
 
 format:
 	clang-format -i $(FORMATTED)

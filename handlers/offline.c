@@ -575,8 +575,8 @@ static const char *const OPEN_WHO_LIST[] = {
 static const char *const OPEN_FIND[] = {
     "Then %N found %Q, hidden where no one had thought to look.",
     "That was the day %N came across %Q.",
-    "Tucked away where no one would think to look lay %Q, and %N picked it up without a second "
-    "thought.",
+    ("Tucked away where no one would think to look lay %Q, and %N picked it up without a "
+     "second thought."),
     "By pure chance, %N stumbled upon %Q.",
 };
 static const char *const OPEN_THREAT[] = {

@@ -13,7 +13,7 @@ packages=(
     lighttpd redis-server redis-tools
     curl jq openssl ca-certificates procps iproute2
     apache2 libapache2-mod-fcgid
-    clang valgrind wrk
+    clang libclang-rt-dev valgrind wrk
     chromium fonts-dejavu-core
 )
 # Node.js for the browser test: Debian's, unless a node and npm are already there.
