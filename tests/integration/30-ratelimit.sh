@@ -164,28 +164,33 @@ ID_B=$(user_id_of "$TOK_B")
 # ------------------------------------------------------- seed timeline (SPEC 5.3)
 
 note "seed timeline: ai_authenticated, 5 burst, 2 per second"
-# The sixth is refused only if it reaches Redis less than 0.5 s (one token at 2/s)
-# after the first of the five. A slow host (Apache spawning workers for the burst, a
-# loaded CI machine) can stretch that; then the attempt proves nothing and is made
-# again, at most three times. A limiter that admits a sixth in time still fails.
-parallel 5 GET /health   # have five workers up before the timed burst
+# Five at once: the bucket takes concurrent charges atomically. (No sixth here: Apache's
+# mod_fcgid runs one request per process and may hold one of five simultaneous requests a
+# second before a process is free, by which time tokens have refilled.)
+reset_buckets
+TOK=$(make_user_token "$(new_sub)")
+parallel 5 POST /start-story -H "Authorization: Bearer $TOK" \
+    -H 'Content-Type: application/json' --data-binary "$STORY_BODY"
+got=$(cut -d'|' -f1 "$TEST_DIR/parallel.txt" | sort | tr '\n' ' ')
+check_match "seed: five requests at once all pass (200, no 429)" \
+    '^(200 ){5}$' "$got"
+# The timeline itself on one keep-alive connection: the sixth is refused only if it
+# reaches Redis less than 0.5 s (one token at 2/s) after the first. A host too slow for
+# that (it never has been: about 10 ms) proves nothing, and the six are sent again, at
+# most three times; a limiter that admits a sixth in time still fails.
 for attempt in 1 2 3; do
     reset_buckets
     TOK=$(make_user_token "$(new_sub)")
     t0=$(date +%s%N)
-    parallel 5 POST /start-story -H "Authorization: Bearer $TOK" \
-        -H 'Content-Type: application/json' --data-binary "$STORY_BODY"
-    req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK"
+    batch_ai 6 "$TOK"
     seed_ms=$((($(date +%s%N) - t0) / 1000000))
-    [ "$STATUS" = 429 ] || [ "$seed_ms" -lt 450 ] && break
+    load_line 6
+    [ "$F_CODE" = 429 ] || [ "$seed_ms" -lt 450 ] && break
     note "seed attempt $attempt: the six took $seed_ms ms (a token refilled), again"
 done
-note "seed: the five and the sixth took $seed_ms ms"
-got=$(cut -d'|' -f1 "$TEST_DIR/parallel.txt" | sort | tr '\n' ' ')
-check_match "seed: five requests at once all pass (200, no 429)" \
-    '^(200 ){5}$' "$got"
-check_status "seed: the sixth is refused" 429
-check_header "seed: the sixth has Retry-After: 1" Retry-After 1
+note "seed: the six took $seed_ms ms"
+check_eq "seed: five pass, the sixth is refused" "200 200 200 200 200 429" "$(batch_codes)"
+check_eq "seed: the sixth has Retry-After: 1" 1 "$F_RA"
 sleep 0.55
 req_json POST /start-story "$STORY_BODY" -H "Authorization: Bearer $TOK"
 check_status "seed: 0.55 s later one more passes" 200
