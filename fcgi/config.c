@@ -516,6 +516,56 @@ static int config_proxies(struct config *c, config_getenv_fn get, char *err, siz
     return 0;
 }
 
+/* METRICS_TOKEN: optional; a bearer token, so printable ASCII without spaces. */
+static int config_metrics_token(struct config *c, config_getenv_fn get, char *err, size_t errlen)
+{
+    const char *v = config_value(get, "METRICS_TOKEN");
+
+    if (v == NULL)
+        return 0; /* /metrics for loopback clients only */
+    size_t n = strnlen(v, CONFIG_METRICS_TOKEN_MAX + 1);
+    if (n < CONFIG_METRICS_TOKEN_MIN || n > CONFIG_METRICS_TOKEN_MAX) {
+        snprintf(err, errlen, "METRICS_TOKEN: must be %d to %d bytes long (value not shown)",
+                 CONFIG_METRICS_TOKEN_MIN, CONFIG_METRICS_TOKEN_MAX);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f) {
+            snprintf(err, errlen,
+                     "METRICS_TOKEN: must be printable ASCII without spaces (value not shown)");
+            return -1;
+        }
+    }
+    memcpy(c->metrics_token, v, n + 1);
+    c->metrics_token_len = n;
+    return 0;
+}
+
+/* METRICS_SHM: optional; a shared-memory segment name, with or without its leading '/'. */
+static int config_metrics_shm(struct config *c, config_getenv_fn get, char *err, size_t errlen)
+{
+    static const char allowed[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+    char shown[CONFIG_VALUE_SHOWN_MAX + 4];
+    const char *v = config_value(get, "METRICS_SHM");
+
+    if (v == NULL)
+        return 0; /* one segment per front server: see include/metrics.h */
+    const char *name = v[0] == '/' ? v + 1 : v;
+    size_t n = strnlen(name, CONFIG_METRICS_SHM_MAX);
+    if (n == 0 || n >= CONFIG_METRICS_SHM_MAX || strspn(name, allowed) != n ||
+        strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        config_shown(v, shown, sizeof shown);
+        snprintf(err, errlen,
+                 "METRICS_SHM: must be a shared-memory name, an optional '/' and 1 to %d of "
+                 "[A-Za-z0-9._-] (got \"%s\")",
+                 CONFIG_METRICS_SHM_MAX - 1, shown);
+        return -1;
+    }
+    snprintf(c->metrics_shm, sizeof c->metrics_shm, "/%s", name);
+    return 0;
+}
+
 static const char *const config_fail_modes[] = {"open", "closed", "local", NULL};
 static const char *const config_environments[] = {"production", "development", NULL};
 
@@ -570,6 +620,8 @@ int config_load(struct config *cfg, config_getenv_fn get, const char *default_li
         config_mistral_key(c, get, err, errlen) < 0 ||
         config_mistral_url(c, get, err, errlen) < 0 ||
         config_mistral_model(c, get, err, errlen) < 0 ||
+        config_metrics_token(c, get, err, errlen) < 0 ||
+        config_metrics_shm(c, get, err, errlen) < 0 ||
         config_limits(c, get, default_limits_file, err, errlen) < 0) {
         config_one_line(err, errlen);
         goto out;
@@ -639,6 +691,9 @@ void config_log_summary(const struct config *cfg)
     } else {
         json_object_set_new(f, "mistral_backend", json_string("offline"));
     }
+    json_object_set_new(f, "metrics_token", json_boolean(cfg->metrics_token_len > 0));
+    json_object_set_new(f, "metrics_shm",
+                        json_string(cfg->metrics_shm[0] ? cfg->metrics_shm : "default"));
     json_object_set_new(f, "threads", json_integer(cfg->threads));
     json_object_set_new(f, "environment",
                         json_string(config_environments[cfg->development ? 1 : 0]));
@@ -656,4 +711,6 @@ void config_free(struct config *cfg)
     cfg->jwt_secret_len = 0;
     sodium_memzero(cfg->mistral_api_key, sizeof cfg->mistral_api_key);
     sodium_memzero(cfg->redis.password, sizeof cfg->redis.password);
+    sodium_memzero(cfg->metrics_token, sizeof cfg->metrics_token);
+    cfg->metrics_token_len = 0;
 }

@@ -11,6 +11,7 @@
 #include "identity.h"
 #include "localbucket.h"
 #include "log.h"
+#include "metrics.h"
 #include "ratelimit.h"
 #include "request.h"
 #include "response.h"
@@ -27,7 +28,8 @@ struct gateway_caller {
 
 /* The outcome of charging a bucket. */
 struct gateway_charge {
-    bool decided; /* false: fail mode open let it through without a verdict */
+    bool decided;  /* false: fail mode open let it through without a verdict */
+    bool fallback; /* fail mode local: the verdict is the in-process bucket's */
     struct ratelimit_verdict verdict;
 };
 
@@ -134,6 +136,7 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
             response_header(resp, "Retry-After", "1");
             return -1;
         case FAIL_LOCAL:
+            charge->fallback = true;
             localbucket_charge(tier, caller->identifier, gateway_now(), &charge->verdict);
             break;
         }
@@ -189,12 +192,30 @@ static void gateway_run(struct gateway_worker *w, const struct router_route *rou
     route->handler(&ctx, resp);
 }
 
+/* How the request's rate limit ended, for the metrics (include/metrics.h). */
+static enum metrics_outcome gateway_outcome(const struct gateway_worker *w,
+                                            const struct router_route *route,
+                                            const struct gateway_charge *c)
+{
+    if (route != NULL && route->class_ == ROUTER_CLASS_NONE)
+        return METRICS_UNLIMITED;
+    if (!c->decided)
+        return w->cfg->fail_mode == FAIL_CLOSED ? METRICS_CLOSED_REDIS_DOWN
+                                                : METRICS_PASSED_REDIS_DOWN;
+    /* The local refusal cache: with its `bool local` in struct gateway_charge, add here
+     *     if (c->local) return METRICS_LIMITED_LOCAL;                                   */
+    if (c->fallback)
+        return c->verdict.allowed ? METRICS_FALLBACK_ALLOWED : METRICS_FALLBACK_LIMITED;
+    return c->verdict.allowed ? METRICS_ALLOWED : METRICS_LIMITED;
+}
+
 static void gateway_dispatch(struct gateway_worker *w, struct request *req, struct response *resp)
 {
     const struct router_route *route = NULL;
     char param[HANDLER_PARAM_MAX + 1] = "", allow[ROUTER_ALLOW_MAX] = "";
-    struct gateway_caller caller;
+    struct gateway_caller caller = {.status = IDENTITY_NONE};
     struct gateway_charge charge = {0};
+    const struct tier *tier = NULL;
     char lines[RATELIMIT_HEADERS_MAX];
 
     enum router_result rr = req->path_too_long
@@ -202,11 +223,11 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
                                 : router_match(req->method, req->path, &route, param, allow);
     if (rr == ROUTER_FOUND && route->class_ == ROUTER_CLASS_NONE) {
         gateway_run(w, route, param, NULL, req, resp);
-        return;
+        goto count;
     }
     enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
     gateway_identify(w->cfg, req, class_ != ROUTER_CLASS_AUTH, &caller);
-    const struct tier *tier = gateway_tier(w->cfg, class_, &caller);
+    tier = gateway_tier(w->cfg, class_, &caller);
     if (gateway_charge_or_reply(w, tier, &caller, req, &charge, resp) != 0)
         goto headers;
     if (caller.status == IDENTITY_INVALID) {
@@ -227,6 +248,9 @@ headers:
         if (n > 0)
             response_headers_raw(resp, lines, (size_t)n);
     }
+count:
+    metrics_request(rr == ROUTER_FOUND ? route : NULL, tier, gateway_outcome(w, route, &charge),
+                    caller.status == IDENTITY_USER, resp->status);
 }
 
 void gateway_handle(struct gateway_worker *w)

@@ -29,7 +29,10 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "tale.h"
+
+_Static_assert(CONFIG_METRICS_SHM_MAX == METRICS_SHM_NAME_MAX, "METRICS_SHM fits a segment name");
 
 /* Serialises FCGX_Accept_r: libfcgi allows one accepting thread at a time. */
 static pthread_mutex_t accept_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -120,6 +123,24 @@ static void *main_wait_for_stop(void *arg)
     _exit(0);
 }
 
+/*
+ * Maps the host's metrics segment. A failure is logged once and the process serves
+ * without metrics (GET /metrics answers 503): counting must never stop requests.
+ */
+static void main_metrics(const struct config *cfg)
+{
+    char err[512];
+
+    if (metrics_attach(cfg->metrics_shm, &cfg->tiers, err, sizeof err) != 0) {
+        log_event(LOG_WARN, "metrics_unavailable",
+                  json_pack("{s:s, s:s}", "error", err, "hint",
+                            "this process serves without metrics; GET /metrics answers 503"));
+        return;
+    }
+    log_event(LOG_INFO, "metrics",
+              json_pack("{s:s, s:i}", "segment", metrics_segment_name(), "pid", (int)getpid()));
+}
+
 static int main_init(struct config *cfg)
 {
     char err[512], limits[PATH_MAX + 32];
@@ -148,6 +169,7 @@ static int main_init(struct config *cfg)
         return -1;
     }
     config_log_summary(cfg);
+    main_metrics(cfg);
     log_event(LOG_INFO, "storyteller",
               tale_backend(cfg)[0] == 'o'
                   ? json_pack("{s:s}", "backend", "offline")

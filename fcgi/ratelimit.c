@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define KEY_PREFIX "rate_limit:"
 /* "rate_limit:" + tier + ":" + identifier + NUL */
@@ -232,6 +233,8 @@ static int load_script(struct rconn *rc, const struct tier *tier)
         goto out; /* rconn recorded the failure */
     if (r->type != REDIS_REPLY_STRING || r->len != RCONN_SHA_LEN || r->str == NULL ||
         strspn(r->str, "0123456789abcdef") != RCONN_SHA_LEN) {
+        if (r->type != REDIS_REPLY_ERROR)
+            metrics_redis_error(METRICS_REDIS_BAD_REPLY);
         log_bad_reply(tier, "script load", r);
         goto out;
     }
@@ -283,6 +286,8 @@ int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *iden
         }
     }
     if (ratelimit_reply_verdict(r, tier, v) != 0) {
+        if (r->type != REDIS_REPLY_ERROR) /* rconn counted the error replies */
+            metrics_redis_error(METRICS_REDIS_BAD_REPLY);
         log_bad_reply(tier, "unexpected reply", r);
         goto out;
     }
@@ -424,6 +429,9 @@ void ratelimit_refuse(const struct ratelimit_verdict *v, bool problem, struct re
     int n = ratelimit_headers(v, lines, sizeof lines);
     if (n > 0 && response_headers_raw(resp, lines, (size_t)n) == 0)
         resp->ratelimit_done = true;
+    /* Every 429 of a bucket is built here (the gateway's tiers and the per-account log-in
+     * limit alike), so the histogram sees each Retry-After a client was given. */
+    metrics_retry_after(answer_retry_after(v));
 }
 
 void ratelimit_format_rate(double rate, char *buf, size_t len)

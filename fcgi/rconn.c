@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "metrics.h"
 
 /* The token bucket script, linked in from lua/token_bucket.lua by the Makefile. */
 extern const char _binary_lua_token_bucket_lua_start[];
@@ -161,6 +162,7 @@ redisContext *rconn_get(struct rconn *rc)
         return NULL;
     rc->ctx = rconn_connect(rc->target, why, sizeof why);
     if (rc->ctx == NULL) {
+        metrics_redis_error(METRICS_REDIS_CONNECT);
         rconn_fail(rc);
         rconn_outage_begin(why, false);
         return NULL;
@@ -202,6 +204,9 @@ static bool rconn_unavailable(const redisReply *r)
  * began with an error reply ends only when the token bucket script runs again. */
 static void rconn_note_reply(const redisReply *r, const char *command)
 {
+    if (r->type == REDIS_REPLY_ERROR && !(r->str != NULL && strncmp(r->str, "NOSCRIPT", 8) == 0))
+        metrics_redis_error(rconn_unavailable(r) ? METRICS_REDIS_UNAVAILABLE
+                                                 : METRICS_REDIS_ERROR_REPLY);
     if (rconn_unavailable(r)) {
         char why[RCONN_WHY_MAX];
         log_printable(r->str, RCONN_WHY_MAX - 4, why, sizeof why);
@@ -222,14 +227,17 @@ static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **a
         if (c == NULL)
             return NULL;
         errno = 0;
+        uint64_t t0 = metrics_now_us();
         redisReply *r = redisCommandArgv(c, argc, argv, lens);
         int err_no = errno;
+        metrics_redis_latency(metrics_now_us() - t0);
         if (r != NULL) {
             rconn_note_reply(r, argv[0]);
             return r;
         }
         char why[RCONN_WHY_MAX];
-        if (c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK))
+        bool timeout = c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK);
+        if (timeout)
             snprintf(why, sizeof why, "no answer within %d ms", RCONN_COMMAND_TIMEOUT_MS);
         else
             snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
@@ -240,6 +248,7 @@ static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **a
             rc->script_sha[0] = '\0';
             continue;
         }
+        metrics_redis_error(timeout ? METRICS_REDIS_TIMEOUT : METRICS_REDIS_IO);
         rconn_fail(rc);
         rconn_outage_begin(why, false);
         return NULL;

@@ -16,13 +16,26 @@ void response_free(struct response *resp)
         return;
     json_decref(resp->body);
     resp->body = NULL;
+    free(resp->text);
+    resp->text = NULL;
+    resp->text_len = 0;
 }
 
 void response_json(struct response *resp, int status, json_t *body)
 {
-    json_decref(resp->body);
+    response_free(resp);
     resp->status = status;
     resp->body = body;
+}
+
+void response_text(struct response *resp, int status, const char *content_type, char *text,
+                   size_t len)
+{
+    response_free(resp);
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->text = text;
+    resp->text_len = text != NULL ? len : 0;
 }
 
 void response_detail(struct response *resp, int status, const char *detail)
@@ -68,6 +81,7 @@ static const char *response_reason(int status)
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
@@ -96,8 +110,11 @@ char *response_serialize(const struct response *resp, size_t *len)
             goto out;
         body_len = strlen(body);
     }
+    const char *text = body != NULL ? body : resp->text;
+    if (body == NULL)
+        body_len = resp->text_len;
     int n;
-    if (resp->body != NULL)
+    if (text != NULL)
         n = snprintf(head, sizeof head,
                      "Status: %d %s\r\nContent-Type: %s\r\n"
                      "Content-Length: %zu\r\n",
@@ -116,7 +133,7 @@ char *response_serialize(const struct response *resp, size_t *len)
     memcpy(out + n, resp->headers, resp->headers_len);
     memcpy(out + n + resp->headers_len, "\r\n", 2);
     if (body_len > 0)
-        memcpy(out + n + resp->headers_len + 2, body, body_len);
+        memcpy(out + n + resp->headers_len + 2, text, body_len);
     out[total] = '\0';
     *len = total;
 out:

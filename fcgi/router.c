@@ -5,6 +5,7 @@
 
 #include "accounts.h"
 #include "health.h"
+#include "metricspage.h"
 #include "stories.h"
 
 /* Every route of SPEC 4. */
@@ -20,6 +21,8 @@ static const struct router_route routes[] = {
     {"POST", "/signup", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON, accounts_signup},
     {"POST", "/login", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON_OR_FORM, accounts_login},
     {"GET", "/healthz", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, health_check},
+    /* Not rate limited either (SPEC 4): a scrape must work while clients are refused. */
+    {"GET", "/metrics", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, metricspage_serve},
 };
 
 /* True when path matches pattern; a trailing "{name}" takes one segment into param. */
@@ -71,6 +74,25 @@ enum router_result router_match(const char *method, const char *path,
         router_allow_add(allow, routes[i].method);
     }
     return path_known ? ROUTER_METHOD_NOT_ALLOWED : ROUTER_NOT_FOUND;
+}
+
+size_t router_count(void)
+{
+    return sizeof routes / sizeof routes[0];
+}
+
+const struct router_route *router_at(size_t i)
+{
+    return i < router_count() ? &routes[i] : NULL;
+}
+
+long router_index(const struct router_route *route)
+{
+    for (size_t i = 0; route != NULL && i < router_count(); i++) {
+        if (route == &routes[i])
+            return (long)i;
+    }
+    return -1;
 }
 
 const char *router_class_name(enum router_class class_)

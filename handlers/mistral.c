@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define MISTRAL_PATH "/v1/chat/completions"
 #define MISTRAL_URL_MAX (sizeof((struct config *)0)->mistral_api_url + sizeof MISTRAL_PATH)
@@ -411,6 +412,34 @@ static bool mistral_judge(CURLcode rc, long status, int attempt, struct mistral_
     return true;
 }
 
+/* What one attempt counts as in story_gateway_mistral_requests_total (include/metrics.h). */
+static enum metrics_upstream mistral_metric(CURLcode rc, long status,
+                                            const struct mistral_answer *a, enum tale_status result)
+{
+    switch (rc) {
+    case CURLE_OK: break;
+    case CURLE_OPERATION_TIMEDOUT: return METRICS_UPSTREAM_TIMEOUT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT: return METRICS_UPSTREAM_CONNECT;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE: return METRICS_UPSTREAM_RESET;
+    case CURLE_FILESIZE_EXCEEDED: return METRICS_UPSTREAM_MALFORMED;
+    default: return a->oversize ? METRICS_UPSTREAM_MALFORMED : METRICS_UPSTREAM_OTHER;
+    }
+    if (status >= 200 && status <= 299)
+        return result == TALE_OK ? METRICS_UPSTREAM_OK : METRICS_UPSTREAM_MALFORMED;
+    if (status == 429)
+        return METRICS_UPSTREAM_HTTP_429;
+    if (status >= 400 && status <= 499)
+        return METRICS_UPSTREAM_HTTP_4XX;
+    if (status >= 500 && status <= 599)
+        return METRICS_UPSTREAM_HTTP_5XX;
+    return METRICS_UPSTREAM_OTHER;
+}
+
 enum tale_status mistral_chat(struct mistral_client *mc, const struct config *cfg, json_t *messages,
                               double temperature, int max_tokens, char **content,
                               char model[TALE_MODEL_MAX + 1], long *retry_after)
@@ -438,8 +467,11 @@ enum tale_status mistral_chat(struct mistral_client *mc, const struct config *cf
             result = TALE_TIMEOUT;
             break;
         }
+        uint64_t t0 = metrics_now_us();
         CURLcode rc = mistral_attempt(mc->curl, &rq, left, &a, &status);
-        if (!mistral_judge(rc, status, attempt, &a, cfg, content, model, &result, &ra))
+        bool retry = mistral_judge(rc, status, attempt, &a, cfg, content, model, &result, &ra);
+        metrics_upstream(mistral_metric(rc, status, &a, result), metrics_now_us() - t0);
+        if (!retry)
             break;
         /* 429 or 5xx: retried while attempts and time remain */
         wait = ra >= 0 ? ra * 1000 : backoff;

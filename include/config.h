@@ -17,6 +17,9 @@
 
 #define CONFIG_SECRET_MAX 512
 #define CONFIG_THREADS_MAX 256
+#define CONFIG_METRICS_TOKEN_MIN 16 /* bytes of METRICS_TOKEN, when set */
+#define CONFIG_METRICS_TOKEN_MAX 256
+#define CONFIG_METRICS_SHM_MAX 200 /* bytes of METRICS_SHM, '/' included (metrics.h) */
 
 enum config_fail_mode { FAIL_OPEN, FAIL_CLOSED, FAIL_LOCAL };
 
@@ -46,7 +49,10 @@ struct config {
     int threads;          /* 1 .. CONFIG_THREADS_MAX */
     bool development;     /* ENVIRONMENT=development */
     enum log_level log_level;
-    struct tiers tiers; /* loaded from limits_file */
+    char metrics_token[CONFIG_METRICS_TOKEN_MAX + 1]; /* a secret; empty: loopback only */
+    size_t metrics_token_len;
+    char metrics_shm[CONFIG_METRICS_SHM_MAX + 1]; /* "/name", or "": the default name */
+    struct tiers tiers;                           /* loaded from limits_file */
 };
 
 /* Looks a variable up; NULL when unset. getenv() fits; tests pass their own. */

@@ -18,7 +18,9 @@
 
 struct response {
     int status;
-    json_t *body;                       /* owned; NULL: no body */
+    json_t *body; /* owned; NULL: no body */
+    char *text;   /* owned; a body that is not JSON, used when body is NULL */
+    size_t text_len;
     const char *content_type;           /* static string; NULL means application/json */
     char headers[RESPONSE_HEADERS_MAX]; /* extra "Name: value\r\n" lines */
     size_t headers_len;
@@ -33,6 +35,13 @@ void response_free(struct response *resp);
 
 /* Sets status and body (stolen; may be NULL), replacing any earlier body. */
 void response_json(struct response *resp, int status, json_t *body);
+
+/*
+ * Sets status and a body that is not JSON (the metrics page): text (stolen, malloc'd,
+ * len bytes) sent as content_type (a static string). Replaces any earlier body.
+ */
+void response_text(struct response *resp, int status, const char *content_type, char *text,
+                   size_t len);
 
 /* Sets status and {"detail": detail} (detail borrowed). */
 void response_detail(struct response *resp, int status, const char *detail);

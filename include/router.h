@@ -13,7 +13,7 @@
 #include "handler.h"
 
 enum router_class {
-    ROUTER_CLASS_NONE, /* not rate limited (/healthz) */
+    ROUTER_CLASS_NONE, /* not rate limited (/healthz, /metrics) */
     ROUTER_CLASS_AI,
     ROUTER_CLASS_API,
     ROUTER_CLASS_AUTH,
@@ -48,6 +48,15 @@ enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
 enum router_result router_match(const char *method, const char *path,
                                 const struct router_route **route,
                                 char param[HANDLER_PARAM_MAX + 1], char allow[ROUTER_ALLOW_MAX]);
+
+/* How many routes the table holds. */
+size_t router_count(void);
+
+/* The i-th route of the table (0 <= i < router_count()), or NULL. Static, read-only. */
+const struct router_route *router_at(size_t i);
+
+/* The index of route in the table, or -1 when it is not one of the table's. */
+long router_index(const struct router_route *route);
 
 /* The class name used in logs: "ai", "api", "auth" or "none". */
 const char *router_class_name(enum router_class class_);

@@ -82,6 +82,9 @@ static void assert_defaults(const struct config *cfg)
     assert_int_equal(cfg->threads, 32);
     assert_false(cfg->development);
     assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_string_equal(cfg->metrics_token, "");
+    assert_int_equal(cfg->metrics_token_len, 0);
+    assert_string_equal(cfg->metrics_shm, "");
 }
 
 static void test_config_defaults(void **state)
@@ -141,6 +144,8 @@ static void test_config_all_set(void **state)
         {"GATEWAY_THREADS", "256"},
         {"ENVIRONMENT", "development"},
         {"LOG_LEVEL", "debug"},
+        {"METRICS_TOKEN", "0123456789abcdef"},
+        {"METRICS_SHM", "stack-a.metrics_1"},
         {NULL, NULL},
     };
 
@@ -163,6 +168,9 @@ static void test_config_all_set(void **state)
     assert_int_equal(cfg->threads, 256);
     assert_true(cfg->development);
     assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_string_equal(cfg->metrics_token, "0123456789abcdef");
+    assert_int_equal(cfg->metrics_token_len, 16);
+    assert_string_equal(cfg->metrics_shm, "/stack-a.metrics_1"); /* the '/' added */
     /* ENVIRONMENT=development relaxes ai_authenticated only */
     const struct tier *t = tiers_find(&cfg->tiers, TIER_AI_AUTH);
     assert_true(t->rate == 10);
@@ -291,6 +299,19 @@ static void test_config_bad_values(void **state)
          "REDIS_URL: must be redis://[user:password@]host[:port][/db] or "
          "unix:///path/redis.sock"},
         {__LINE__, "REDIS_URL", "redis://h:0", "REDIS_URL: port must be*"},
+        {__LINE__, "METRICS_TOKEN", "short",
+         "METRICS_TOKEN: must be 16 to 256 bytes long (value not shown)"},
+        {__LINE__, "METRICS_TOKEN", long_x, "METRICS_TOKEN: must be 16 to 256 bytes*"},
+        {__LINE__, "METRICS_TOKEN", "0123456789abcdef 0123",
+         "METRICS_TOKEN: must be printable ASCII without spaces (value not shown)"},
+        {__LINE__, "METRICS_SHM", "a/b",
+         "METRICS_SHM: must be a shared-memory name, an optional '/' and 1 to 199 of "
+         "[A-Za-z0-9._-] (got \"a/b\")"},
+        {__LINE__, "METRICS_SHM", "/", "METRICS_SHM: must be*"},
+        {__LINE__, "METRICS_SHM", "//x", "METRICS_SHM: must be*"},
+        {__LINE__, "METRICS_SHM", "..", "METRICS_SHM: must be*"},
+        {__LINE__, "METRICS_SHM", "a b", "METRICS_SHM: must be*"},
+        {__LINE__, "METRICS_SHM", long_x, "METRICS_SHM: must be*"},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -374,6 +395,8 @@ static void test_config_secrets_never_in_errors(void **state)
         {__LINE__, "REDIS_URL", "rediss://u:" MARKER "@h", "REDIS_URL: rediss://"},
         {__LINE__, "REDIS_URL", "http://u:" MARKER "@h", "REDIS_URL: must be"},
         {__LINE__, "REDIS_URL", "redis://" MARKER ":x@h x", "REDIS_URL: host"},
+        {__LINE__, "METRICS_TOKEN", MARKER " x", "METRICS_TOKEN: "},
+        {__LINE__, "METRICS_TOKEN", "S3cr", "METRICS_TOKEN: "},
         /* a valid secret next to another variable's error */
         {__LINE__, "GATEWAY_THREADS", "x", "GATEWAY_THREADS: "},
     };
@@ -595,12 +618,17 @@ static void test_config_free_wipes_secrets(void **state)
     const struct env_pair env[] = {{"JWT_SECRET", SECRET},
                                    {"MISTRAL_API_KEY", MARKER},
                                    {"REDIS_URL", "redis://u:" MARKER "@h"},
+                                   {"METRICS_TOKEN", MARKER MARKER},
                                    {NULL, NULL}};
     static const unsigned char zero[CONFIG_SECRET_MAX];
 
     assert_int_equal(load(env, cfg, err), 0);
     assert_string_equal(cfg->redis.password, MARKER);
+    assert_string_equal(cfg->metrics_token, MARKER MARKER);
+    assert_int_equal(cfg->metrics_token_len, 2 * strlen(MARKER));
     config_free(cfg);
+    assert_memory_equal(cfg->metrics_token, zero, sizeof cfg->metrics_token);
+    assert_int_equal(cfg->metrics_token_len, 0);
     assert_memory_equal(cfg->jwt_secret, zero, sizeof cfg->jwt_secret);
     assert_int_equal(cfg->jwt_secret_len, 0);
     assert_memory_equal(cfg->mistral_api_key, zero, sizeof cfg->mistral_api_key);

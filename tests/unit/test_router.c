@@ -34,6 +34,8 @@ static const struct router_case cases[] = {
     {__LINE__, "POST", "/signup", ROUTER_FOUND, "/signup", "", ROUTER_CLASS_AUTH, false},
     {__LINE__, "POST", "/login", ROUTER_FOUND, "/login", "", ROUTER_CLASS_AUTH, false},
     {__LINE__, "GET", "/healthz", ROUTER_FOUND, "/healthz", "", ROUTER_CLASS_NONE, false},
+    {__LINE__, "GET", "/metrics", ROUTER_FOUND, "/metrics", "", ROUTER_CLASS_NONE, false},
+    {__LINE__, "POST", "/metrics", ROUTER_METHOD_NOT_ALLOWED, NULL, "GET", 0, false},
     {__LINE__, "DELETE", "/me", ROUTER_METHOD_NOT_ALLOWED, NULL, "GET", 0, false},
     {__LINE__, "POST", "/stories/x", ROUTER_METHOD_NOT_ALLOWED, NULL, "GET, DELETE", 0, false},
     {__LINE__, "GET", "/login", ROUTER_METHOD_NOT_ALLOWED, NULL, "POST", 0, false},
@@ -102,12 +104,32 @@ static void test_router_class_names(void **state)
     assert_string_equal(router_class_name(ROUTER_CLASS_NONE), "none");
 }
 
+/* router_count, router_at and router_index agree with the table router_match uses. */
+static void test_router_index(void **state)
+{
+    const struct router_route *me = NULL;
+    char param[HANDLER_PARAM_MAX + 1], allow[ROUTER_ALLOW_MAX];
+    static const struct router_route other = {
+        "GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL};
+
+    (void)state;
+    assert_int_equal(router_count(), 12);
+    for (size_t i = 0; i < router_count(); i++)
+        assert_int_equal(router_index(router_at(i)), (long)i);
+    assert_null(router_at(router_count()));
+    assert_int_equal(router_match("GET", "/me", &me, param, allow), ROUTER_FOUND);
+    assert_ptr_equal(router_at((size_t)router_index(me)), me);
+    assert_int_equal(router_index(&other), -1); /* same fields, not the table's */
+    assert_int_equal(router_index(NULL), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_router_table),
         cmocka_unit_test(test_router_param_bounds),
         cmocka_unit_test(test_router_class_names),
+        cmocka_unit_test(test_router_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
