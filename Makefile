@@ -45,6 +45,7 @@ FAKE_MISTRAL := $(B)/tests/fake-mistral
 
 # make fuzz and the fuzz targets (FUZZ_BINS), make soak: their own files.
 -include tests/fuzz/fuzz.mk tests/soak/soak.mk
+-include bench/bench.mk
 
 .PHONY: all run test check unit integration deps clean install format format-check lint \
         asan valgrind
@@ -111,7 +112,7 @@ install: $(BIN)
 	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
 	cp -R www apache $(DESTDIR)$(DATADIR)/
 
-FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS) $(wildcard tests/fuzz/*.c tests/fuzz/*.h)
+FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS) $(wildcard tests/fuzz/*.c tests/fuzz/*.h) $(wildcard bench/*.c bench/*.h)
 
 format:
 	clang-format -i $(FORMATTED)
