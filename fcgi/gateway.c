@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "refusecache.h"
 #include "request.h"
 #include "response.h"
 #include "router.h"
@@ -30,8 +31,12 @@ struct gateway_caller {
 struct gateway_charge {
     bool decided;  /* false: fail mode open let it through without a verdict */
     bool fallback; /* fail mode local: the verdict is the in-process bucket's */
+    bool local;    /* refused by the process's refusal cache, Redis not asked */
     struct ratelimit_verdict verdict;
 };
+
+/* What decided a refusal, for its log line. */
+enum gateway_decider { GATEWAY_BY_REDIS, GATEWAY_BY_REFUSECACHE, GATEWAY_BY_LOCALBUCKET };
 
 static void gateway_client_ip(const struct config *cfg, const struct request *req,
                               char out[CLIENTIP_TEXT_MAX])
@@ -101,30 +106,56 @@ static double gateway_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/*
+ * The 429 and its log line. decided_by says who refused: "redis", "refusal_cache" (a
+ * refusal known in this process, Redis not asked) or "local_bucket" (fail mode local
+ * while Redis is down).
+ */
 static void gateway_refuse(const struct request *req, const struct gateway_caller *caller,
-                           const struct ratelimit_verdict *v, struct response *resp)
+                           const struct ratelimit_verdict *v, enum gateway_decider by,
+                           struct response *resp)
 {
+    static const char *const deciders[] = {"redis", "refusal_cache", "local_bucket"};
+
     ratelimit_refuse(v, request_wants_problem(req), resp);
     /* The path is the client's bytes: made printable, or jansson would refuse the line. */
     char path[GATEWAY_LOG_PATH_MAX + 4];
     log_printable(req->path, GATEWAY_LOG_PATH_MAX, path, sizeof path);
     log_event(LOG_WARN, "rate_limited",
-              json_pack("{s:s, s:s, s:s, s:f, s:i}", "identifier", caller->identifier, "tier",
+              json_pack("{s:s, s:s, s:s, s:f, s:i, s:s}", "identifier", caller->identifier, "tier",
                         v->tier->name, "path", path, "tokens_remaining",
                         floor(v->tokens * 1000.0 + 0.5) / 1000.0, "retry_after",
-                        (int)v->retry_after));
+                        (int)v->retry_after, "decided_by", deciders[by]));
 }
 
 /*
  * Charges the caller's bucket. Returns 0 when the request may go on, or -1 when
  * resp already holds the answer (429, or 503 in fail mode closed).
+ *
+ * A refusal the process already knows (include/refusecache.h) is answered without
+ * Redis, whatever the fail mode: Redis said so itself, less than 1 / rate ago. The
+ * clock is read before the cache is asked and so before the EVALSHA is sent: latency
+ * can only make the local deadline earlier. Only Redis's verdicts are recorded, never
+ * those of fail mode local.
  */
 static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *tier,
                                    const struct gateway_caller *caller, const struct request *req,
                                    struct gateway_charge *charge, struct response *resp)
 {
+    enum gateway_decider by = GATEWAY_BY_REDIS;
+    double started = refusecache_clock();
+
     charge->decided = true;
-    if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) != 0) {
+    charge->local = false;
+    if (refusecache_refused(w->refused, tier, caller->identifier, started, &charge->verdict)) {
+        charge->local = true;
+        gateway_refuse(req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
+        return -1;
+    }
+    if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) == 0) {
+        refusecache_record(w->refused, caller->identifier, &charge->verdict, started,
+                           refusecache_clock());
+    } else {
         switch (w->cfg->fail_mode) {
         case FAIL_OPEN:
             charge->decided = false;
@@ -137,13 +168,14 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
             return -1;
         case FAIL_LOCAL:
             charge->fallback = true;
+            by = GATEWAY_BY_LOCALBUCKET;
             localbucket_charge(tier, caller->identifier, gateway_now(), &charge->verdict);
             break;
         }
     }
     if (charge->verdict.allowed)
         return 0;
-    gateway_refuse(req, caller, &charge->verdict, resp);
+    gateway_refuse(req, caller, &charge->verdict, by, resp);
     return -1;
 }
 
@@ -202,8 +234,8 @@ static enum metrics_outcome gateway_outcome(const struct gateway_worker *w,
     if (!c->decided)
         return w->cfg->fail_mode == FAIL_CLOSED ? METRICS_CLOSED_REDIS_DOWN
                                                 : METRICS_PASSED_REDIS_DOWN;
-    /* The local refusal cache: with its `bool local` in struct gateway_charge, add here
-     *     if (c->local) return METRICS_LIMITED_LOCAL;                                   */
+    if (c->local)
+        return METRICS_LIMITED_LOCAL;
     if (c->fallback)
         return c->verdict.allowed ? METRICS_FALLBACK_ALLOWED : METRICS_FALLBACK_LIMITED;
     return c->verdict.allowed ? METRICS_ALLOWED : METRICS_LIMITED;

@@ -184,6 +184,7 @@ int main(void)
     static struct config cfg;
     struct gateway_worker *workers = NULL;
     pthread_t *threads = NULL;
+    struct refusecache *refused = NULL;
     int started = 0, status = 1;
     static sigset_t stop;
     pthread_t stopper;
@@ -198,10 +199,13 @@ int main(void)
     pthread_detach(stopper);
     workers = calloc((size_t)cfg.threads, sizeof *workers);
     threads = calloc((size_t)cfg.threads, sizeof *threads);
-    if (workers == NULL || threads == NULL)
+    /* One refusal cache per process, shared by its request threads (gateway.h). */
+    refused = refusecache_new(REFUSECACHE_ENTRIES);
+    if (workers == NULL || threads == NULL || refused == NULL)
         goto out;
     for (int i = 0; i < cfg.threads; i++) {
         workers[i].cfg = &cfg;
+        workers[i].refused = refused;
         rconn_init(&workers[i].redis, &cfg.redis);
         mistral_init(&workers[i].ai);
         FCGX_InitRequest(&workers[i].fcgx, 0, 0);
@@ -221,6 +225,7 @@ out:
     }
     free(workers);
     free(threads);
+    refusecache_free(refused); /* every thread that used it has been joined */
     config_free(&cfg);
     curl_global_cleanup();
     return status;

@@ -11,12 +11,16 @@
 #include "config.h"
 #include "mistral.h"
 #include "rconn.h"
+#include "refusecache.h"
 
 struct gateway_worker {
     FCGX_Request fcgx;        /* this thread's request */
     struct rconn redis;       /* this thread's Redis connection */
     struct mistral_client ai; /* this thread's MistralAI client (one curl handle) */
     const struct config *cfg; /* borrowed, read-only */
+    /* borrowed: the process's refusals known without Redis, shared by its threads
+     * (thread-safe); NULL: every rate decision asks Redis */
+    struct refusecache *refused;
 };
 
 /* Answers the request just accepted on w->fcgx. Never fails: errors are answers. */

@@ -20,9 +20,11 @@ declare -A W=([ai_authenticated]=3 [ai_anonymous]=4 [api_authenticated]=2
 STORY_BODY='{"genre":"x","characters":"y"}'
 URL="http://127.0.0.1"
 
-# reset_buckets: forget every bucket (a missing key is a full bucket, SPEC 5.3).
+# reset_buckets: forget every bucket (a missing key is a full bucket, SPEC 5.3), once
+# no gateway process can still refuse one of them by itself (wait_refusals_known).
 reset_buckets() {
     local k
+    wait_refusals_known
     for k in $(redis_keys 'rate_limit:*'); do
         redis_cli del "$k" >/dev/null
     done

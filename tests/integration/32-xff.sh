@@ -20,6 +20,7 @@ KEY=rate_limit:api_anonymous:ip
 # reset_buckets: forget every bucket (a missing key is a full bucket, SPEC 5.3).
 reset_buckets() {
     local k
+    wait_refusals_known   # a gateway may still refuse a drained bucket by itself
     for k in $(redis_keys 'rate_limit:*'); do
         redis_cli del "$k" >/dev/null
     done

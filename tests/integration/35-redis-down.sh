@@ -38,10 +38,12 @@ parallel_without_limit() {
 }
 
 # warm_up: 64 requests at once (two gateways of 32 threads) so that many threads hold
-# a Redis connection when Redis goes away; the buckets are emptied afterwards.
+# a Redis connection when Redis goes away; the buckets are emptied afterwards, once no
+# gateway process can still refuse one by itself (wait_refusals_known).
 warm_up() {
     local k
     parallel 64 GET /nope
+    wait_refusals_known
     for k in $(redis_keys 'rate_limit:*'); do
         redis_cli del "$k" >/dev/null
     done

@@ -448,6 +448,43 @@ redis_keys() {
 
 # ----------------------------------------------------------------------------- stack
 
+# tier_rate TIER: the tokens_per_second of TIER in the stack's limits file (with the
+# development override of ai_authenticated); fails for a tier the file lacks.
+tier_rate() {
+    if [ "$1" == ai_authenticated ] && [ "${ENVIRONMENT:-}" == development ]; then
+        echo 10
+        return 0
+    fi
+    jq -er --arg t "$1" '.tiers[$t].tokens_per_second' \
+        "${RATE_LIMITS_FILE:-$ROOT/limits.json}" 2>/dev/null
+}
+
+# wait_refusals_known: a gateway process that saw a bucket below one token refuses it by
+# itself until Redis's next token was due, even if the bucket is deleted meanwhile
+# (fcgi/refusecache.c, README "Refusals without Redis"). Before deleting buckets that a
+# check wants full again at once, call this: it reads every rate_limit:<tier>:* bucket
+# below one token and sleeps until the latest next token is due on Redis's clock
+# (last_update + (1 - tokens) / rate), or until the refusal cache's horizon has passed
+# since Redis's last answer (last_update + 10 s), whichever comes first.
+wait_refusals_known() {
+    local k tier rate state due latest=0 now
+    for k in $(redis_keys 'rate_limit:*'); do
+        tier=${k#rate_limit:}
+        tier=${tier%%:*}
+        [ "$tier" == login_failures ] && continue   # charged by the handler, not cached
+        rate=$(tier_rate "$tier") || continue
+        state=$(redis_cli hmget "$k" tokens last_update | tr '\n' ' ')
+        due=$(awk -v s="$state" -v r="$rate" 'BEGIN { n = split(s, a, " ")
+            w = (1 - a[1]) / r; if (w > 10) w = 10   # REFUSECACHE_HORIZON_S
+            if (n < 2 || a[1] >= 1) print 0; else printf "%.6f", a[2] + w }')
+        latest=$(awk -v a="$latest" -v b="$due" 'BEGIN { print (b > a ? b : a) }')
+    done
+    now=$(redis_cli time | awk 'NR == 1 { s = $1 } NR == 2 { printf "%.6f", s + $1 / 1e6 }')
+    if awk -v l="$latest" -v n="$now" 'BEGIN { exit !(l > n) }'; then
+        sleep "$(awk -v l="$latest" -v n="$now" 'BEGIN { printf "%.3f", l - n + 0.002 }')"
+    fi
+}
+
 # limits_file JQ_FILTER: write limits.json transformed by JQ_FILTER to a new file under
 # $TEST_DIR and print its path, e.g.
 #   export RATE_LIMITS_FILE=$(limits_file '.tiers.auth.burst_capacity = 1000')
