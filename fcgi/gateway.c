@@ -68,15 +68,17 @@ static void gateway_client_ip(const struct config *cfg, const struct request *re
  * IP for everyone) ignores the Authorization header, so a client holding an expired
  * token can still log in again, as it could with the FastAPI backend.
  */
-static void gateway_identify(const struct config *cfg, const struct request *req, bool use_token,
+static void gateway_identify(struct gateway_worker *w, const struct request *req, bool use_token,
                              struct gateway_caller *caller)
 {
+    const struct config *cfg = w->cfg;
     char ip[CLIENTIP_TEXT_MAX];
 
     caller->sub[0] = '\0';
-    caller->status = use_token ? identity_check(req->authorization, cfg->jwt_secret,
-                                                cfg->jwt_secret_len, time(NULL), caller->sub)
-                               : IDENTITY_NONE;
+    caller->status = use_token
+                         ? identity_check_cached(&w->tokens, req->authorization, cfg->jwt_secret,
+                                                 cfg->jwt_secret_len, time(NULL), caller->sub)
+                         : IDENTITY_NONE;
     if (caller->status == IDENTITY_USER) {
         snprintf(caller->identifier, sizeof caller->identifier, "user:%s", caller->sub);
         return;
@@ -258,7 +260,7 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
         goto count;
     }
     enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
-    gateway_identify(w->cfg, req, class_ != ROUTER_CLASS_AUTH, &caller);
+    gateway_identify(w, req, class_ != ROUTER_CLASS_AUTH, &caller);
     tier = gateway_tier(w->cfg, class_, &caller);
     if (gateway_charge_or_reply(w, tier, &caller, req, &charge, resp) != 0)
         goto headers;

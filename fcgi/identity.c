@@ -21,7 +21,7 @@
  * - jwt_encode_str() and jwt_get_grants_json() return malloc'd memory (the library has
  *   no allocator hooks and no jwt_free_str in this version): free() releases it.
  *
- * Thread-safe: no shared state.
+ * Thread-safe: no shared state; an identity_cache belongs to one thread.
  */
 #include "identity.h"
 
@@ -228,20 +228,20 @@ static const char *claims_sub(jwt_t *jwt, time_t now)
     return sub_valid(sub) ? sub : NULL;
 }
 
-enum identity_status identity_check(const char *authorization, const unsigned char *key,
-                                    size_t key_len, time_t now, char sub[IDENTITY_SUB_MAX + 1])
+/*
+ * The checks after the Bearer scheme: shape, header pin, signature, claims. On
+ * IDENTITY_USER, sub is filled and *exp holds the token's exp.
+ */
+static enum identity_status token_check(const char *value, size_t len, const unsigned char *key,
+                                        size_t key_len, time_t now, char sub[IDENTITY_SUB_MAX + 1],
+                                        long long *exp)
 {
     char token[IDENTITY_TOKEN_MAX + 1];
-    const char *value = NULL;
-    size_t len = 0, header_len = 0;
+    size_t header_len = 0;
     jwt_t *jwt = NULL;
     const char *claimed;
-    enum identity_status status;
+    enum identity_status status = IDENTITY_INVALID;
 
-    status = bearer_token(authorization, &value, &len);
-    if (status != IDENTITY_USER)
-        return status;
-    status = IDENTITY_INVALID;
     if (!key_ok(key, key_len) || sub == NULL)
         return status;
     if (!token_shape_ok(value, len, &header_len) || !header_ok(value, header_len))
@@ -257,10 +257,74 @@ enum identity_status identity_check(const char *authorization, const unsigned ch
     if (claimed == NULL)
         goto out;
     memcpy(sub, claimed, strlen(claimed) + 1); /* 1..IDENTITY_SUB_MAX bytes, checked */
+    *exp = (long long)jwt_get_grant_int(jwt, "exp");
     status = IDENTITY_USER;
 out:
     jwt_free(jwt);
-    sodium_memzero(token, sizeof(token));
+    sodium_memzero(token, len + 1); /* the bytes copied, not the whole buffer */
+    return status;
+}
+
+enum identity_status identity_check(const char *authorization, const unsigned char *key,
+                                    size_t key_len, time_t now, char sub[IDENTITY_SUB_MAX + 1])
+{
+    const char *value = NULL;
+    size_t len = 0;
+    long long exp;
+    enum identity_status status = bearer_token(authorization, &value, &len);
+
+    if (status != IDENTITY_USER)
+        return status;
+    return token_check(value, len, key, key_len, now, sub, &exp);
+}
+
+void identity_cache_init(struct identity_cache *c)
+{
+    memset(c, 0, sizeof *c);
+    randombytes_buf(c->hash_key, sizeof c->hash_key);
+}
+
+void identity_cache_clear(struct identity_cache *c)
+{
+    sodium_memzero(c, sizeof *c);
+}
+
+/* The slot a digest belongs to: its first bytes (uniform: a keyed hash). */
+static struct identity_cache_slot *cache_slot(struct identity_cache *c, const unsigned char *digest)
+{
+    unsigned idx = ((unsigned)digest[0] | (unsigned)digest[1] << 8) % IDENTITY_CACHE_SLOTS;
+    return &c->slots[idx];
+}
+
+enum identity_status identity_check_cached(struct identity_cache *c, const char *authorization,
+                                           const unsigned char *key, size_t key_len, time_t now,
+                                           char sub[IDENTITY_SUB_MAX + 1])
+{
+    unsigned char digest[IDENTITY_DIGEST_LEN];
+    const char *value = NULL;
+    size_t len = 0;
+    long long exp = 0;
+    enum identity_status status = bearer_token(authorization, &value, &len);
+
+    if (status != IDENTITY_USER)
+        return status;
+    crypto_generichash(digest, sizeof digest, (const unsigned char *)value, len, c->hash_key,
+                       sizeof c->hash_key);
+    struct identity_cache_slot *slot = cache_slot(c, digest);
+    if (slot->exp != 0 && sodium_memcmp(slot->digest, digest, sizeof digest) == 0) {
+        if (slot->exp > (long long)now && sub != NULL && key_ok(key, key_len)) {
+            memcpy(sub, slot->sub, strlen(slot->sub) + 1);
+            c->hits++;
+            return IDENTITY_USER;
+        }
+        sodium_memzero(slot, sizeof *slot); /* expired: identity_check says invalid too */
+    }
+    status = token_check(value, len, key, key_len, now, sub, &exp);
+    if (status == IDENTITY_USER && exp > 0) {
+        memcpy(slot->digest, digest, sizeof digest);
+        memcpy(slot->sub, sub, strlen(sub) + 1); /* checked: 1..IDENTITY_SUB_MAX */
+        slot->exp = exp;
+    }
     return status;
 }
 

@@ -206,6 +206,7 @@ int main(void)
     for (int i = 0; i < cfg.threads; i++) {
         workers[i].cfg = &cfg;
         workers[i].refused = refused;
+        identity_cache_init(&workers[i].tokens);
         rconn_init(&workers[i].redis, &cfg.redis);
         mistral_init(&workers[i].ai);
         FCGX_InitRequest(&workers[i].fcgx, 0, 0);
@@ -222,6 +223,7 @@ out:
     for (int i = 0; workers != NULL && i < started; i++) {
         rconn_close(&workers[i].redis);
         mistral_free(&workers[i].ai);
+        identity_cache_clear(&workers[i].tokens);
     }
     free(workers);
     free(threads);

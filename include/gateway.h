@@ -9,6 +9,7 @@
 #include <fcgiapp.h>
 
 #include "config.h"
+#include "identity.h"
 #include "mistral.h"
 #include "rconn.h"
 #include "refusecache.h"
@@ -21,6 +22,7 @@ struct gateway_worker {
     /* borrowed: the process's refusals known without Redis, shared by its threads
      * (thread-safe); NULL: every rate decision asks Redis */
     struct refusecache *refused;
+    struct identity_cache tokens; /* this thread's verified tokens (identity.h) */
 };
 
 /* Answers the request just accepted on w->fcgx. Never fails: errors are answers. */

@@ -716,6 +716,95 @@ static void test_identity_issue_refuses_bad_input(void **state)
     }
 }
 
+/* The cache answers every row of the table as identity_check does, the second time too. */
+static void test_identity_cache_table_agrees(void **state)
+{
+    static struct identity_cache cache;
+
+    (void)state;
+    identity_cache_init(&cache);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(token_rows) / sizeof(token_rows[0]); i++) {
+            const struct token_row *r = &token_rows[i];
+            char token[TOKEN_CAP], value[TOKEN_CAP + 16];
+            char sub[IDENTITY_SUB_MAX + 1], want_sub[IDENTITY_SUB_MAX + 1];
+
+            make_token(token, sizeof(token), r->header, r->payload, r->sig);
+            snprintf(value, sizeof(value), "Bearer %s", token);
+            memset(sub, 'Z', sizeof(sub));
+            memset(want_sub, 'Z', sizeof(want_sub));
+            enum identity_status want = check(value, want_sub);
+            enum identity_status got =
+                identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW, sub);
+            ROW_CHECK(r->line, got == want);
+            ROW_CHECK(r->line, memcmp(sub, want_sub, sizeof(sub)) == 0);
+        }
+    }
+    /* Valid rows were answered from the cache the second time (two may share a slot). */
+    assert_true(cache.hits > 0);
+    identity_cache_clear(&cache);
+}
+
+/* A remembered token stops being valid at its exp, exactly as without the cache. */
+static void test_identity_cache_exp(void **state)
+{
+    static struct identity_cache cache;
+    char token[TOKEN_CAP], value[TOKEN_CAP + 16], sub[IDENTITY_SUB_MAX + 1];
+
+    (void)state;
+    identity_cache_init(&cache);
+    make_token(token, sizeof(token), HS256_HEADER, VALID_PAYLOAD, SIG_HS256);
+    snprintf(value, sizeof(value), "Bearer %s", token);
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW, sub),
+                     IDENTITY_USER);
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW + 3599, sub),
+                     IDENTITY_USER);
+    assert_string_equal(sub, "user_42");
+    assert_int_equal(cache.hits, 1);
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW + 3600, sub),
+                     IDENTITY_INVALID);
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW + 3600, sub),
+                     IDENTITY_INVALID);
+    assert_int_equal(cache.hits, 1);
+    identity_cache_clear(&cache);
+}
+
+/* A remembered token does not vouch for a token that differs in one byte, and
+ * many tokens sharing the 64 slots are each answered right. */
+static void test_identity_cache_no_false_hits(void **state)
+{
+    static struct identity_cache cache;
+    char token[TOKEN_CAP], value[TOKEN_CAP + 16], sub[IDENTITY_SUB_MAX + 1];
+    char payload[256], want[IDENTITY_SUB_MAX + 1];
+
+    (void)state;
+    identity_cache_init(&cache);
+    make_token(token, sizeof(token), HS256_HEADER, VALID_PAYLOAD, SIG_HS256);
+    snprintf(value, sizeof(value), "Bearer %s", token);
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW, sub),
+                     IDENTITY_USER);
+    size_t last = strlen(value) - 1;
+    value[last] = value[last] == 'A' ? 'B' : 'A'; /* the signature's last character */
+    assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW, sub),
+                     IDENTITY_INVALID);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < 300; i++) {
+            snprintf(payload, sizeof(payload),
+                     "{\"sub\":\"u%d\",\"iss\":\"story-gateway\",\"iat\":" NOW_S
+                     ",\"exp\":" FUTURE_S "}",
+                     i);
+            snprintf(want, sizeof(want), "u%d", i);
+            make_token(token, sizeof(token), HS256_HEADER, payload, SIG_HS256);
+            snprintf(value, sizeof(value), "Bearer %s", token);
+            assert_int_equal(identity_check_cached(&cache, value, test_key, TEST_KEY_LEN, NOW, sub),
+                             IDENTITY_USER);
+            assert_string_equal(sub, want);
+        }
+    }
+    /* 300 tokens in 64 slots: nearly every answer came after an eviction. */
+    identity_cache_clear(&cache);
+}
+
 static int setup_sodium(void **state)
 {
     (void)state;
@@ -741,6 +830,9 @@ int main(void)
         cmocka_unit_test(test_identity_check_deep_header),
         cmocka_unit_test(test_identity_issue_round_trip),
         cmocka_unit_test(test_identity_issue_refuses_bad_input),
+        cmocka_unit_test(test_identity_cache_table_agrees),
+        cmocka_unit_test(test_identity_cache_exp),
+        cmocka_unit_test(test_identity_cache_no_false_hits),
     };
 
     return cmocka_run_group_tests(tests, setup_sodium, NULL);
