@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 36-metrics: GET /metrics (issue 6), the host's counters in the Prometheus text format.
+# 33-metrics: GET /metrics (issue 6), the host's counters in the Prometheus text format.
 #
 # A real lighttpd with its two gateway processes, a known burst, then exact counts:
 #   - 10 requests at once to /me for one user on a tier of 3 tokens (refilling 0.01/s):
@@ -16,7 +16,7 @@
 #     fail mode closed counts "closed_redis_down"; METRICS_SHM names the segment; fail
 #     mode local counts "fallback_allowed" and "fallback_limited" (one 429 each).
 #
-# Run alone from the repository root:  bash tests/integration/36-metrics.sh
+# Run alone from the repository root:  bash tests/integration/33-metrics.sh
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/fake_mistral.sh"
