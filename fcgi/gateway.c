@@ -27,16 +27,17 @@ struct gateway_caller {
     char identifier[RATELIMIT_IDENTIFIER_MAX + 1]; /* "user:<sub>" or "ip:<bucket>" */
 };
 
+/* Whose verdict a charge is: Redis's, the refusal cache's, or fail mode local's bucket. */
+enum gateway_decider { GATEWAY_BY_REDIS, GATEWAY_BY_REFUSECACHE, GATEWAY_BY_LOCALBUCKET };
+
 /* The outcome of charging a bucket. */
 struct gateway_charge {
-    bool decided;  /* false: fail mode open let it through without a verdict */
-    bool fallback; /* fail mode local: the verdict is the in-process bucket's */
-    bool local;    /* refused by the process's refusal cache, Redis not asked */
+    bool decided;            /* false: fail mode open let it through without a verdict */
+    enum gateway_decider by; /* whose verdict it is, when decided */
     struct ratelimit_verdict verdict;
 };
 
 /* What decided a refusal, for its log line. */
-enum gateway_decider { GATEWAY_BY_REDIS, GATEWAY_BY_REFUSECACHE, GATEWAY_BY_LOCALBUCKET };
 
 static void gateway_client_ip(const struct config *cfg, const struct request *req,
                               char out[CLIENTIP_TEXT_MAX])
@@ -144,13 +145,12 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
                                    const struct gateway_caller *caller, const struct request *req,
                                    struct gateway_charge *charge, struct response *resp)
 {
-    enum gateway_decider by = GATEWAY_BY_REDIS;
     double started = refusecache_clock();
 
     charge->decided = true;
-    charge->local = false;
+    charge->by = GATEWAY_BY_REDIS;
     if (refusecache_refused(w->refused, tier, caller->identifier, started, &charge->verdict)) {
-        charge->local = true;
+        charge->by = GATEWAY_BY_REFUSECACHE;
         gateway_refuse(req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
         return -1;
     }
@@ -169,15 +169,14 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
             response_header(resp, "Retry-After", "1");
             return -1;
         case FAIL_LOCAL:
-            charge->fallback = true;
-            by = GATEWAY_BY_LOCALBUCKET;
+            charge->by = GATEWAY_BY_LOCALBUCKET;
             localbucket_charge(tier, caller->identifier, gateway_now(), &charge->verdict);
             break;
         }
     }
     if (charge->verdict.allowed)
         return 0;
-    gateway_refuse(req, caller, &charge->verdict, by, resp);
+    gateway_refuse(req, caller, &charge->verdict, charge->by, resp);
     return -1;
 }
 
@@ -236,9 +235,9 @@ static enum metrics_outcome gateway_outcome(const struct gateway_worker *w,
     if (!c->decided)
         return w->cfg->fail_mode == FAIL_CLOSED ? METRICS_CLOSED_REDIS_DOWN
                                                 : METRICS_PASSED_REDIS_DOWN;
-    if (c->local)
+    if (c->by == GATEWAY_BY_REFUSECACHE)
         return METRICS_LIMITED_LOCAL;
-    if (c->fallback)
+    if (c->by == GATEWAY_BY_LOCALBUCKET)
         return c->verdict.allowed ? METRICS_FALLBACK_ALLOWED : METRICS_FALLBACK_LIMITED;
     return c->verdict.allowed ? METRICS_ALLOWED : METRICS_LIMITED;
 }
