@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ratelimit.h"
+#include "refusal.h"
 #include "refusecache.h"
 #include "request.h"
 #include "response.h"
@@ -114,21 +115,17 @@ static double gateway_now(void)
  * refusal known in this process, Redis not asked) or "local_bucket" (fail mode local
  * while Redis is down).
  */
-static void gateway_refuse(const struct request *req, const struct gateway_caller *caller,
-                           const struct ratelimit_verdict *v, enum gateway_decider by,
-                           struct response *resp)
+static void gateway_refuse(struct gateway_worker *w, const struct request *req,
+                           const struct gateway_caller *caller, const struct ratelimit_verdict *v,
+                           enum gateway_decider by, struct response *resp)
 {
     static const char *const deciders[] = {"redis", "refusal_cache", "local_bucket"};
 
-    ratelimit_refuse(v, request_wants_problem(req), resp);
+    refusal_answer(&w->refusal, v, request_wants_problem(req), resp);
     /* The path is the client's bytes: made printable, or jansson would refuse the line. */
     char path[GATEWAY_LOG_PATH_MAX + 4];
     log_printable(req->path, GATEWAY_LOG_PATH_MAX, path, sizeof path);
-    log_event(LOG_WARN, "rate_limited",
-              json_pack("{s:s, s:s, s:s, s:f, s:i, s:s}", "identifier", caller->identifier, "tier",
-                        v->tier->name, "path", path, "tokens_remaining",
-                        floor(v->tokens * 1000.0 + 0.5) / 1000.0, "retry_after",
-                        (int)v->retry_after, "decided_by", deciders[by]));
+    refusal_log(&w->refusal, caller->identifier, v, path, deciders[by]);
 }
 
 /*
@@ -151,7 +148,7 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
     charge->by = GATEWAY_BY_REDIS;
     if (refusecache_refused(w->refused, tier, caller->identifier, started, &charge->verdict)) {
         charge->by = GATEWAY_BY_REFUSECACHE;
-        gateway_refuse(req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
+        gateway_refuse(w, req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
         return -1;
     }
     if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) == 0) {
@@ -176,7 +173,7 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
     }
     if (charge->verdict.allowed)
         return 0;
-    gateway_refuse(req, caller, &charge->verdict, charge->by, resp);
+    gateway_refuse(w, req, caller, &charge->verdict, charge->by, resp);
     return -1;
 }
 

@@ -60,32 +60,57 @@ static void log_write_all(const char *s, size_t len)
     pthread_mutex_unlock(&log_write_lock);
 }
 
+#define LOG_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6))
+#define LOG_LINE_MAX 2048 /* bytes serialised on the stack; longer lines are allocated */
+
+json_t *log_line_new(enum log_level level, const char *event)
+{
+    return json_pack("{s:s, s:s, s:s}", "ts", "", "level", level_names[level], "event", event);
+}
+
+void log_line_write(enum log_level level, json_t *line)
+{
+    char ts[40], buf[LOG_LINE_MAX];
+    char *text = buf;
+
+    if (!log_enabled(level))
+        return;
+    log_timestamp(ts, sizeof ts);
+    if (json_string_set(json_object_get(line, "ts"), ts) != 0)
+        return;
+    size_t len = json_dumpb(line, buf, sizeof buf - 1, LOG_FLAGS);
+    if (len == 0)
+        return;
+    if (len > sizeof buf - 1) {
+        text = json_dumps(line, LOG_FLAGS);
+        if (text == NULL)
+            return;
+        len = strlen(text);
+        char *nl = realloc(text, len + 2);
+        if (nl == NULL)
+            goto out;
+        text = nl;
+    }
+    text[len] = '\n';
+    log_write_all(text, len + 1);
+out:
+    if (text != buf)
+        free(text);
+}
+
 void log_event(enum log_level level, const char *event, json_t *fields)
 {
-    char ts[40];
     json_t *line = NULL;
-    char *text = NULL;
 
     if (!log_enabled(level))
         goto out;
-    log_timestamp(ts, sizeof ts);
-    line = json_pack("{s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "event", event);
+    line = log_line_new(level, event);
     if (line == NULL)
         goto out;
     if (fields != NULL)
         json_object_update_missing(line, fields);
-    text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    if (text == NULL)
-        goto out;
-    size_t len = strlen(text);
-    char *nl = realloc(text, len + 2);
-    if (nl == NULL)
-        goto out;
-    text = nl;
-    text[len] = '\n';
-    log_write_all(text, len + 1);
+    log_line_write(level, line);
 out:
-    free(text);
     json_decref(line);
     json_decref(fields);
 }

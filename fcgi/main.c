@@ -207,6 +207,7 @@ int main(void)
         workers[i].cfg = &cfg;
         workers[i].refused = refused;
         identity_cache_init(&workers[i].tokens);
+        refusal_init(&workers[i].refusal);
         rconn_init(&workers[i].redis, &cfg.redis);
         mistral_init(&workers[i].ai);
         FCGX_InitRequest(&workers[i].fcgx, 0, 0);
@@ -224,6 +225,7 @@ out:
         rconn_close(&workers[i].redis);
         mistral_free(&workers[i].ai);
         identity_cache_clear(&workers[i].tokens);
+        refusal_free(&workers[i].refusal);
     }
     free(workers);
     free(threads);

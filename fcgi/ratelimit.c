@@ -418,14 +418,19 @@ json_t *ratelimit_problem(const struct ratelimit_verdict *v)
 
 void ratelimit_refuse(const struct ratelimit_verdict *v, bool problem, struct response *resp)
 {
-    char lines[RATELIMIT_HEADERS_MAX];
-
     if (problem) {
         response_json(resp, 429, ratelimit_problem(v));
-        resp->content_type = "application/problem+json";
+        resp->content_type = RATELIMIT_PROBLEM_TYPE;
     } else {
         response_json(resp, 429, ratelimit_body(v));
     }
+    ratelimit_refuse_headers(v, resp);
+}
+
+void ratelimit_refuse_headers(const struct ratelimit_verdict *v, struct response *resp)
+{
+    char lines[RATELIMIT_HEADERS_MAX];
+
     int n = ratelimit_headers(v, lines, sizeof lines);
     if (n > 0 && response_headers_raw(resp, lines, (size_t)n) == 0)
         resp->ratelimit_done = true;

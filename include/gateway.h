@@ -12,6 +12,7 @@
 #include "identity.h"
 #include "mistral.h"
 #include "rconn.h"
+#include "refusal.h"
 #include "refusecache.h"
 
 struct gateway_worker {
@@ -23,6 +24,7 @@ struct gateway_worker {
      * (thread-safe); NULL: every rate decision asks Redis */
     struct refusecache *refused;
     struct identity_cache tokens; /* this thread's verified tokens (identity.h) */
+    struct refusal refusal;       /* this thread's 429 bodies and log line (refusal.h) */
 };
 
 /* Answers the request just accepted on w->fcgx. Never fails: errors are answers. */

@@ -31,6 +31,14 @@ bool log_enabled(enum log_level level);
  */
 void log_event(enum log_level level, const char *event, json_t *fields);
 
+/*
+ * A line a thread writes again and again (include/refusal.h): {"ts":"","level":...,
+ * "event":...} (event borrowed); append members with json_object_set_new, then
+ * change their values in place between writes. NULL on allocation failure.
+ */
+json_t *log_line_new(enum log_level level, const char *event);
+/* Writes line (borrowed, from log_line_new) after setting its ts to now. */
+void log_line_write(enum log_level level, json_t *line);
 /* Convenience: one line with a single "message" string field (borrowed). */
 void log_message(enum log_level level, const char *event, const char *message);
 

@@ -77,6 +77,15 @@ int ratelimit_reset(struct rconn *rc, const struct tier *tier, const char *ident
  */
 void ratelimit_refuse(const struct ratelimit_verdict *v, bool problem, struct response *resp);
 
+/*
+ * The rest of ratelimit_refuse, for a caller that set the body itself
+ * (include/refusal.h): the headers of v, resp->ratelimit_done, the Retry-After metric.
+ */
+void ratelimit_refuse_headers(const struct ratelimit_verdict *v, struct response *resp);
+
+/* The Content-Type of the RFC 9457 problem document. */
+#define RATELIMIT_PROBLEM_TYPE "application/problem+json"
+
 /* The 429 body of SPEC 5.5 ({"error",...,"detail":{...}}). New reference. */
 json_t *ratelimit_body(const struct ratelimit_verdict *v);
 

@@ -104,6 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(!answer.isClosed);
     check_answer((const char *)out, (size_t)(answer.wrNext - out));
     mistral_free(&w.ai);
+    refusal_free(&w.refusal);
     free(stdin_bytes);
 done:
     free(out);
