@@ -24,25 +24,58 @@ static void request_set_path(struct request *req, const char *uri)
     req->path[n] = '\0';
 }
 
+enum { P_URI, P_METHOD, P_SCRIPT, P_QUERY, P_CTYPE, P_AUTH, P_XFF, P_ACCEPT, P_ADDR, P_COUNT };
+
+/* The parameters request_init reads. */
+static const char *const request_wanted[P_COUNT] = {
+    [P_URI] = "REQUEST_URI",          [P_METHOD] = "REQUEST_METHOD",
+    [P_SCRIPT] = "SCRIPT_NAME",       [P_QUERY] = "QUERY_STRING",
+    [P_CTYPE] = "CONTENT_TYPE",       [P_AUTH] = "HTTP_AUTHORIZATION",
+    [P_XFF] = "HTTP_X_FORWARDED_FOR", [P_ACCEPT] = "HTTP_ACCEPT",
+    [P_ADDR] = "REMOTE_ADDR",
+};
+
+/*
+ * One pass over envp for every parameter request_init reads (FCGX_GetParam would scan
+ * it once per name): the first "NAME=value" of each name wins, as with FCGX_GetParam.
+ */
+static void request_params(char **envp, const char *out[P_COUNT])
+{
+    for (size_t i = 0; i < P_COUNT; i++)
+        out[i] = NULL;
+    for (; envp != NULL && *envp != NULL; envp++) {
+        const char *eq = strchr(*envp, '=');
+        if (eq == NULL)
+            continue;
+        size_t len = (size_t)(eq - *envp);
+        for (size_t i = 0; i < P_COUNT; i++) {
+            const char *name = request_wanted[i];
+            if (out[i] == NULL && strncmp(*envp, name, len) == 0 && name[len] == '\0') {
+                out[i] = eq + 1;
+                break;
+            }
+        }
+    }
+}
+
 void request_init(struct request *req, char **envp)
 {
-    const char *uri = request_param(envp, "REQUEST_URI");
-    const char *v;
+    const char *p[P_COUNT];
 
+    request_params(envp, p);
     memset(req, 0, sizeof *req);
-    req->method = (v = request_param(envp, "REQUEST_METHOD")) ? v : "";
-    if (uri == NULL)
-        uri = (v = request_param(envp, "SCRIPT_NAME")) ? v : "";
+    req->method = p[P_METHOD] ? p[P_METHOD] : "";
+    const char *uri = p[P_URI] ? p[P_URI] : p[P_SCRIPT] ? p[P_SCRIPT] : "";
     request_set_path(req, uri);
-    req->query = (v = request_param(envp, "QUERY_STRING")) ? v : "";
-    req->content_type = request_param(envp, "CONTENT_TYPE");
+    req->query = p[P_QUERY] ? p[P_QUERY] : "";
+    req->content_type = p[P_CTYPE];
     if (req->content_type != NULL && req->content_type[0] == '\0')
         req->content_type = NULL;
     req->content = request_content_kind(req->content_type);
-    req->authorization = request_param(envp, "HTTP_AUTHORIZATION");
-    req->forwarded_for = request_param(envp, "HTTP_X_FORWARDED_FOR");
-    req->accept = request_param(envp, "HTTP_ACCEPT");
-    req->remote_addr = request_param(envp, "REMOTE_ADDR");
+    req->authorization = p[P_AUTH];
+    req->forwarded_for = p[P_XFF];
+    req->accept = p[P_ACCEPT];
+    req->remote_addr = p[P_ADDR];
 }
 
 /* True when the media type at ct (up to ';' or blanks) equals type, ignoring case. */

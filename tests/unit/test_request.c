@@ -53,6 +53,44 @@ static void test_request_init_params(void **state)
     assert_false(req.path_too_long);
 }
 
+/* The first of each name wins (as FCGX_GetParam); longer or shorter names do not match. */
+static void test_request_init_first_exact(void **state)
+{
+    (void)state;
+    char *envp[] = {P("HTTP_ACCEPT_ENCODING=gzip"),
+                    P("REQUEST_UR=/no"),
+                    P("NOEQUALS"),
+                    P("SCRIPT_NAME=/script"),
+                    P("HTTP_ACCEPT=application/problem+json"),
+                    P("HTTP_ACCEPT=text/html"),
+                    P("REMOTE_ADDR="),
+                    P("REMOTE_ADDR=192.0.2.9"),
+                    P("REQUEST_METHOD=GET"),
+                    P("HTTP_X_FORWARDED_FOR=198.51.100.1"),
+                    P("QUERY_STRING=a=b=c"),
+                    NULL};
+    struct request req;
+
+    request_init(&req, envp);
+    assert_string_equal(req.method, "GET");
+    assert_string_equal(req.path, "/script"); /* no REQUEST_URI: SCRIPT_NAME */
+    assert_string_equal(req.accept, "application/problem+json");
+    assert_string_equal(req.remote_addr, "");
+    assert_string_equal(req.forwarded_for, "198.51.100.1");
+    assert_string_equal(req.query, "a=b=c");
+    assert_null(req.authorization);
+    assert_null(req.content_type);
+    for (char **e = envp; *e != NULL; e++) { /* the same answers as libfcgi's own lookup */
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(*e, "="), *e);
+        const char *v = FCGX_GetParam(name, envp);
+        if (strcmp(name, "HTTP_ACCEPT") == 0)
+            assert_ptr_equal(v, req.accept);
+        else if (strcmp(name, "REMOTE_ADDR") == 0)
+            assert_ptr_equal(v, req.remote_addr);
+    }
+}
+
 static void test_request_init_missing(void **state)
 {
     (void)state;
@@ -208,6 +246,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_init_params),
+        cmocka_unit_test(test_request_init_first_exact),
         cmocka_unit_test(test_request_init_missing),
         cmocka_unit_test(test_request_path_too_long),
         cmocka_unit_test(test_request_content_kinds),
