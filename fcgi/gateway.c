@@ -36,9 +36,8 @@ struct gateway_charge {
     bool decided;            /* false: fail mode open let it through without a verdict */
     enum gateway_decider by; /* whose verdict it is, when decided */
     struct ratelimit_verdict verdict;
+    redisReply *prefetched; /* owned: the reply to the route's prefetch, or NULL */
 };
-
-/* What decided a refusal, for its log line. */
 
 static void gateway_client_ip(const struct config *cfg, const struct request *req,
                               char out[CLIENTIP_TEXT_MAX])
@@ -136,11 +135,13 @@ static void gateway_refuse(struct gateway_worker *w, const struct request *req,
  * Redis, whatever the fail mode: Redis said so itself, less than 1 / rate ago. The
  * clock is read before the cache is asked and so before the EVALSHA is sent: latency
  * can only make the local deadline earlier. Only Redis's verdicts are recorded, never
- * those of fail mode local.
+ * those of fail mode local. also (NULL: none) is the route's prefetch, sent with the
+ * EVALSHA; its reply lands in charge->prefetched.
  */
 static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *tier,
                                    const struct gateway_caller *caller, const struct request *req,
-                                   struct gateway_charge *charge, struct response *resp)
+                                   const struct rconn_cmd *also, struct gateway_charge *charge,
+                                   struct response *resp)
 {
     double started = refusecache_clock();
 
@@ -151,7 +152,8 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
         gateway_refuse(w, req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
         return -1;
     }
-    if (ratelimit_charge(&w->redis, tier, caller->identifier, &charge->verdict) == 0) {
+    if (ratelimit_charge_with(&w->redis, tier, caller->identifier, also, &charge->prefetched,
+                              &charge->verdict) == 0) {
         refusecache_record(w->refused, caller->identifier, &charge->verdict, started,
                            refusecache_clock());
     } else {
@@ -214,12 +216,28 @@ static void gateway_unauthorized(struct response *resp, bool invalid_token)
 }
 
 static void gateway_run(struct gateway_worker *w, const struct router_route *route,
-                        const char *param, const char *user, struct request *req,
-                        struct response *resp)
+                        const char *param, const char *user, const redisReply *prefetched,
+                        struct request *req, struct response *resp)
 {
-    struct handler_ctx ctx = {w->cfg, &w->redis, &w->ai, req, user, param[0] ? param : NULL};
+    struct handler_ctx ctx = {w->cfg,    &w->redis, &w->ai, req, user, param[0] ? param : NULL,
+                              prefetched};
 
     route->handler(&ctx, resp);
+}
+
+/*
+ * The route's read to send with the rate decision (include/handler.h): only for a user
+ * with a valid token, the one case where the handler will run and read. NULL: none.
+ */
+static const struct rconn_cmd *gateway_prefetch(const struct router_route *route,
+                                                const struct gateway_caller *caller,
+                                                struct handler_prefetch *pf, struct rconn_cmd *cmd)
+{
+    if (route == NULL || route->prefetch == NULL || caller->status != IDENTITY_USER ||
+        route->prefetch(caller->sub, pf) != 0)
+        return NULL;
+    *cmd = (struct rconn_cmd){pf->argc, pf->argv, NULL};
+    return cmd;
 }
 
 /* How the request's rate limit ended, for the metrics (include/metrics.h). */
@@ -245,6 +263,8 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
     char param[HANDLER_PARAM_MAX + 1] = "", allow[ROUTER_ALLOW_MAX] = "";
     struct gateway_caller caller = {.status = IDENTITY_NONE};
     struct gateway_charge charge = {0};
+    struct handler_prefetch pf;
+    struct rconn_cmd prefetch_cmd;
     const struct tier *tier = NULL;
     char lines[RATELIMIT_HEADERS_MAX];
 
@@ -252,13 +272,15 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
                                 ? ROUTER_NOT_FOUND
                                 : router_match(req->method, req->path, &route, param, allow);
     if (rr == ROUTER_FOUND && route->class_ == ROUTER_CLASS_NONE) {
-        gateway_run(w, route, param, NULL, req, resp);
+        gateway_run(w, route, param, NULL, NULL, req, resp);
         goto count;
     }
     enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
     gateway_identify(w, req, class_ != ROUTER_CLASS_AUTH, &caller);
     tier = gateway_tier(w->cfg, class_, &caller);
-    if (gateway_charge_or_reply(w, tier, &caller, req, &charge, resp) != 0)
+    const struct rconn_cmd *also =
+        gateway_prefetch(rr == ROUTER_FOUND ? route : NULL, &caller, &pf, &prefetch_cmd);
+    if (gateway_charge_or_reply(w, tier, &caller, req, also, &charge, resp) != 0)
         goto headers;
     if (caller.status == IDENTITY_INVALID) {
         gateway_unauthorized(resp, true);
@@ -270,7 +292,8 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
     } else if (route->needs_user && caller.status != IDENTITY_USER) {
         gateway_unauthorized(resp, false);
     } else if (gateway_body_or_reply(route, req, w->fcgx.envp, w->fcgx.in, resp) == 0) {
-        gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL, req, resp);
+        gateway_run(w, route, param, caller.status == IDENTITY_USER ? caller.sub : NULL,
+                    charge.prefetched, req, resp);
     }
 headers:
     if (charge.decided && !resp->ratelimit_done) {
@@ -281,6 +304,7 @@ headers:
 count:
     metrics_request(rr == ROUTER_FOUND ? route : NULL, tier, gateway_outcome(w, route, &charge),
                     caller.status == IDENTITY_USER, resp->status);
+    freeReplyObject(charge.prefetched);
 }
 
 void gateway_handle(struct gateway_worker *w)

@@ -249,33 +249,61 @@ out:
 int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *identifier,
                      struct ratelimit_verdict *v)
 {
+    return ratelimit_charge_with(rc, tier, identifier, NULL, NULL, v);
+}
+
+/* The EVALSHA's key and numeric arguments for (tier, identifier). 0, or -1 when too long. */
+static int charge_args(const struct tier *tier, const char *identifier, char key[KEY_MAX],
+                       char rate[NUMBER_TEXT_MAX], char capacity[NUMBER_TEXT_MAX],
+                       char ttl[NUMBER_TEXT_MAX])
+{
+    if (strnlen(identifier, RATELIMIT_IDENTIFIER_MAX + 1) > RATELIMIT_IDENTIFIER_MAX ||
+        strnlen(tier->name, sizeof tier->name) >= sizeof tier->name)
+        return -1;
+    int n = snprintf(key, KEY_MAX, KEY_PREFIX "%s:%s", tier->name, identifier);
+    if (n < 0 || (size_t)n >= KEY_MAX)
+        return -1;
+    n = snprintf(rate, NUMBER_TEXT_MAX, "%.17g", tier->rate);
+    if (n < 0 || (size_t)n >= NUMBER_TEXT_MAX)
+        return -1;
+    snprintf(capacity, NUMBER_TEXT_MAX, "%ld", tier->capacity);
+    snprintf(ttl, NUMBER_TEXT_MAX, "%ld", tier->ttl);
+    return 0;
+}
+
+int ratelimit_charge_with(struct rconn *rc, const struct tier *tier, const char *identifier,
+                          const struct rconn_cmd *also, redisReply **also_reply,
+                          struct ratelimit_verdict *v)
+{
     char key[KEY_MAX];
     char rate[NUMBER_TEXT_MAX], capacity[NUMBER_TEXT_MAX], ttl[NUMBER_TEXT_MAX];
     redisReply *r = NULL;
     int ret = -1;
 
-    if (rc == NULL || tier == NULL || identifier == NULL || v == NULL)
+    if (also_reply != NULL)
+        *also_reply = NULL;
+    if (rc == NULL || tier == NULL || identifier == NULL || v == NULL ||
+        (also != NULL && also_reply == NULL) ||
+        charge_args(tier, identifier, key, rate, capacity, ttl) != 0)
         return -1;
-    if (strnlen(identifier, RATELIMIT_IDENTIFIER_MAX + 1) > RATELIMIT_IDENTIFIER_MAX ||
-        strnlen(tier->name, sizeof tier->name) >= sizeof tier->name)
-        return -1;
-    int n = snprintf(key, sizeof key, KEY_PREFIX "%s:%s", tier->name, identifier);
-    if (n < 0 || (size_t)n >= sizeof key)
-        return -1;
-    n = snprintf(rate, sizeof rate, "%.17g", tier->rate);
-    if (n < 0 || (size_t)n >= sizeof rate)
-        return -1;
-    snprintf(capacity, sizeof capacity, "%ld", tier->capacity);
-    snprintf(ttl, sizeof ttl, "%ld", tier->ttl);
 
     /* Client data travels only as arguments, never through a format string. */
     const char *argv[] = {"EVALSHA", rc->script_sha, "1", key, rate, capacity, "1", ttl};
+    struct rconn_cmd cmds[2] = {{(int)(sizeof argv / sizeof argv[0]), argv, NULL}};
+    redisReply *replies[2] = {NULL, NULL};
+    size_t n = 1;
+    if (also != NULL)
+        cmds[n++] = *also;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (rc->script_sha[0] == '\0' && load_script(rc, tier) != 0)
             goto out;
-        r = rconn_command(rc, (int)(sizeof argv / sizeof argv[0]), argv, NULL);
-        if (r == NULL)
+        if (rconn_pipeline(rc, n, cmds, replies) != 0)
             goto out; /* rconn recorded the failure */
+        r = replies[0];
+        if (n == 2) { /* the companion goes once, in the first round trip */
+            *also_reply = replies[1];
+            n = 1;
+        }
         if (!reply_is_noscript(r))
             break;
         /* Redis restarted or SCRIPT FLUSH: load it again and retry once. */

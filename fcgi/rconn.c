@@ -217,23 +217,48 @@ static void rconn_note_reply(const redisReply *r, const char *command)
     }
 }
 
-/* One command with one retry on a connection found stale. See rconn_command. */
-static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **argv,
-                                      const size_t *lens)
+/* Sends the n commands in one write and reads their n replies. 0, or -1 with none kept
+ * (*got: how many replies had arrived before the failure). */
+static int rconn_send_all(redisContext *c, size_t n, const struct rconn_cmd *cmds,
+                          redisReply **replies, size_t *got)
+{
+    *got = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
+            return -1;
+    }
+    for (; *got < n; (*got)++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK || r == NULL)
+            break;
+        replies[*got] = r;
+    }
+    if (*got == n)
+        return 0;
+    for (size_t i = 0; i < *got; i++)
+        freeReplyObject(replies[i]);
+    return -1;
+}
+
+/* The commands with one retry on a connection found stale. See rconn_pipeline. */
+static int rconn_pipeline_once(struct rconn *rc, size_t n, const struct rconn_cmd *cmds,
+                               redisReply **replies)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         bool reused = rc->ctx != NULL;
         redisContext *c = rconn_get(rc);
         if (c == NULL)
-            return NULL;
+            return -1;
         errno = 0;
         uint64_t t0 = metrics_now_us();
-        redisReply *r = redisCommandArgv(c, argc, argv, lens);
+        size_t got = 0;
+        int sent = rconn_send_all(c, n, cmds, replies, &got);
         int err_no = errno;
         metrics_redis_latency(metrics_now_us() - t0);
-        if (r != NULL) {
-            rconn_note_reply(r, argv[0]);
-            return r;
+        if (sent == 0) {
+            for (size_t i = 0; i < n; i++)
+                rconn_note_reply(replies[i], cmds[i].argv[0]);
+            return 0;
         }
         char why[RCONN_WHY_MAX];
         bool timeout = c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK);
@@ -241,7 +266,8 @@ static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **a
             snprintf(why, sizeof why, "no answer within %d ms", RCONN_COMMAND_TIMEOUT_MS);
         else
             snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
-        if (reused && attempt == 0 && rconn_stale(c, err_no)) {
+        /* Sent again only when nothing was answered: a command is never run twice. */
+        if (reused && attempt == 0 && got == 0 && rconn_stale(c, err_no)) {
             /* Redis restarted while this thread was idle: reconnect now, no backoff. */
             log_event(LOG_DEBUG, "redis_reconnect", json_pack("{s:s}", "error", why));
             rconn_close(rc);
@@ -251,17 +277,25 @@ static redisReply *rconn_command_once(struct rconn *rc, int argc, const char **a
         metrics_redis_error(timeout ? METRICS_REDIS_TIMEOUT : METRICS_REDIS_IO);
         rconn_fail(rc);
         rconn_outage_begin(why, false);
-        return NULL;
+        return -1;
     }
-    return NULL;
+    return -1;
+}
+
+int rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds, redisReply **replies)
+{
+    /* While Redis is unreachable, request threads fail fast; the monitor thread probes. */
+    if (atomic_load(&outage_now) && !atomic_load(&outage_by_reply))
+        return -1;
+    return rconn_pipeline_once(rc, n, cmds, replies);
 }
 
 redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens)
 {
-    /* While Redis is unreachable, request threads fail fast; the monitor thread probes. */
-    if (atomic_load(&outage_now) && !atomic_load(&outage_by_reply))
-        return NULL;
-    return rconn_command_once(rc, argc, argv, lens);
+    const struct rconn_cmd cmd = {argc, argv, lens};
+    redisReply *r = NULL;
+
+    return rconn_pipeline(rc, 1, &cmd, &r) == 0 ? r : NULL;
 }
 
 /* The monitor: while an outage is on, PING Redis every RCONN_PROBE_MS on a connection
@@ -277,7 +311,10 @@ static void *rconn_monitor(void *arg)
         nanosleep(&pause, NULL);
         if (!atomic_load(&outage_now) || atomic_load(&outage_by_reply))
             continue;
-        freeReplyObject(rconn_command_once(&probe, 1, ping, NULL));
+        const struct rconn_cmd cmd = {1, ping, NULL};
+        redisReply *r = NULL;
+        if (rconn_pipeline_once(&probe, 1, &cmd, &r) == 0)
+            freeReplyObject(r);
     }
     return NULL;
 }

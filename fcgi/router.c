@@ -10,19 +10,20 @@
 
 /* Every route of SPEC 4. */
 static const struct router_route routes[] = {
-    {"POST", "/start-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_start},
-    {"POST", "/continue-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_continue},
-    {"POST", "/end-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_end},
-    {"GET", "/suggestions", ROUTER_CLASS_AI, false, ROUTER_BODY_NONE, stories_suggestions},
-    {"GET", "/stories", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_list},
-    {"GET", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_get},
-    {"DELETE", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_delete},
-    {"GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, accounts_me},
-    {"POST", "/signup", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON, accounts_signup},
-    {"POST", "/login", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON_OR_FORM, accounts_login},
-    {"GET", "/healthz", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, health_check},
+    {"POST", "/start-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_start, NULL},
+    {"POST", "/continue-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_continue, NULL},
+    {"POST", "/end-story", ROUTER_CLASS_AI, false, ROUTER_BODY_JSON, stories_end, NULL},
+    {"GET", "/suggestions", ROUTER_CLASS_AI, false, ROUTER_BODY_NONE, stories_suggestions, NULL},
+    {"GET", "/stories", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_list, NULL},
+    {"GET", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_get, NULL},
+    {"DELETE", "/stories/{story_id}", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, stories_delete,
+     NULL},
+    {"GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, accounts_me, accounts_me_prefetch},
+    {"POST", "/signup", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON, accounts_signup, NULL},
+    {"POST", "/login", ROUTER_CLASS_AUTH, false, ROUTER_BODY_JSON_OR_FORM, accounts_login, NULL},
+    {"GET", "/healthz", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, health_check, NULL},
     /* Not rate limited either (SPEC 4): a scrape must work while clients are refused. */
-    {"GET", "/metrics", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, metricspage_serve},
+    {"GET", "/metrics", ROUTER_CLASS_NONE, false, ROUTER_BODY_NONE, metricspage_serve, NULL},
 };
 
 /* True when path matches pattern; a trailing "{name}" takes one segment into param. */

@@ -387,14 +387,46 @@ out:
     free(email_in);
 }
 
+int accounts_me_prefetch(const char *user, struct handler_prefetch *pf)
+{
+    int n = snprintf(pf->key, sizeof pf->key, "{u:%s}:user", user);
+    if (n < 0 || (size_t)n >= sizeof pf->key)
+        return -1;
+    const char *hmget[] = {"HMGET", pf->key, "id", "email", "created_at"};
+    pf->argc = (int)(sizeof hmget / sizeof hmget[0]);
+    memcpy(pf->argv, hmget, sizeof hmget);
+    return 0;
+}
+
+/* The caller's user record: the gateway's prefetch, or read now. NULL with the 503 in
+ * resp. *owned: the reply to free, if read here. */
+static const redisReply *accounts_me_record(struct handler_ctx *ctx, struct response *resp,
+                                            redisReply **owned)
+{
+    struct handler_prefetch pf;
+
+    *owned = NULL;
+    if (ctx->prefetched != NULL) {
+        if (ctx->prefetched->type != REDIS_REPLY_ERROR)
+            return ctx->prefetched;
+        log_event(LOG_ERROR, "redis_error",
+                  json_pack("{s:s, s:s}", "command", "HMGET", "error", ctx->prefetched->str));
+        accounts_unavailable(resp);
+        return NULL;
+    }
+    if (accounts_me_prefetch(ctx->user, &pf) != 0) {
+        accounts_unavailable(resp);
+        return NULL;
+    }
+    return *owned = accounts_redis(ctx, resp, pf.argc, pf.argv);
+}
+
 void accounts_me(struct handler_ctx *ctx, struct response *resp)
 {
-    char key[ACCOUNTS_USER_KEY_MAX];
-    redisReply *r;
+    redisReply *owned;
+    const redisReply *r = accounts_me_record(ctx, resp, &owned);
 
-    snprintf(key, sizeof key, "{u:%s}:user", ctx->user);
-    const char *hmget[] = {"HMGET", key, "id", "email", "created_at"};
-    if ((r = accounts_redis(ctx, resp, 5, hmget)) == NULL)
+    if (r == NULL)
         return;
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING || r->element[1]->type != REDIS_REPLY_STRING ||
@@ -406,5 +438,5 @@ void accounts_me(struct handler_ctx *ctx, struct response *resp)
                       json_pack("{s:s, s:s, s:s}", "id", r->element[0]->str, "email",
                                 r->element[1]->str, "created_at", r->element[2]->str));
     }
-    freeReplyObject(r);
+    freeReplyObject(owned);
 }

@@ -38,6 +38,10 @@ void accounts_login(struct handler_ctx *ctx, struct response *resp);
 /* GET /me -> {"id","email","created_at"}. */
 void accounts_me(struct handler_ctx *ctx, struct response *resp);
 
+/* GET /me's read of the user record (HMGET), for the gateway to send with the rate
+ * decision (include/handler.h). 0, or -1 when user does not fit a key. */
+int accounts_me_prefetch(const char *user, struct handler_prefetch *pf);
+
 /*
  * Normalises an e-mail address into out (lower case) and checks it: 1..254
  * characters, exactly one '@' with text on both sides, no spaces or control

@@ -48,6 +48,16 @@ int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *iden
                      struct ratelimit_verdict *v);
 
 /*
+ * ratelimit_charge with a companion command (also, borrowed; NULL: none) sent in the
+ * same round trip as the first EVALSHA, for a handler that will need a read if the
+ * request is allowed (GET /me's user record). *also_reply: its reply (caller frees),
+ * or NULL when it was not answered, whatever the return value.
+ */
+int ratelimit_charge_with(struct rconn *rc, const struct tier *tier, const char *identifier,
+                          const struct rconn_cmd *also, redisReply **also_reply,
+                          struct ratelimit_verdict *v);
+
+/*
  * The middle of ratelimit_charge, exposed for its table-driven test: checks the
  * script's reply (borrowed) strictly, {integer 0|1, string holding a finite double,
  * TIME seconds, TIME microseconds (strings or integers)}, and fills *v from it.

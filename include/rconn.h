@@ -62,6 +62,22 @@ redisContext *rconn_get(struct rconn *rc);
  */
 redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const size_t *lens);
 
+/* One command of a pipeline: argv and lens as for rconn_command (borrowed). */
+struct rconn_cmd {
+    int argc;
+    const char **argv;
+    const size_t *lens;
+};
+
+/*
+ * Sends n commands in one write and reads their n replies (one round trip) into
+ * replies (caller frees each with freeReplyObject; any may be a REDIS_REPLY_ERROR).
+ * Returns 0, or -1 with no reply kept, as rconn_command returns NULL. A pipeline is
+ * sent a second time (on a connection Redis closed while the thread was idle) only
+ * when no reply had arrived: no command runs twice.
+ */
+int rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds, redisReply **replies);
+
 /* Records a failure on rc: drops the connection and schedules a reconnect. */
 void rconn_fail(struct rconn *rc);
 

@@ -32,6 +32,7 @@ struct router_route {
     bool needs_user;
     enum router_body body;
     handler_fn handler;
+    handler_prefetch_fn prefetch; /* NULL: the handler needs nothing read in advance */
 };
 
 enum router_result { ROUTER_FOUND, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };

@@ -143,7 +143,7 @@ static void test_metricspage_serve(void **state)
     static struct config cfg;
     struct request req;
     struct response resp;
-    struct handler_ctx ctx = {&cfg, NULL, NULL, &req, NULL, NULL};
+    struct handler_ctx ctx = {&cfg, NULL, NULL, &req, NULL, NULL, NULL};
     char err[256], name[64], *text;
     size_t len;
 

@@ -664,6 +664,34 @@ static void test_ratelimit_charge_redis(void **state)
     assert_int_equal(ratelimit_charge(&rc, &t, "ip:192.0.2.1-unit", &v), 0);
     assert_string_equal(rc.script_sha, sha);
 
+    /* A companion command (GET /me's prefetch) goes in the first round trip, exactly once,
+     * even when that EVALSHA meets NOSCRIPT and is sent again. */
+    char counter[128];
+    snprintf(counter, sizeof counter, "unit-companion-%ld", (long)getpid());
+    const char *incr_argv[] = {"INCR", counter};
+    const struct rconn_cmd incr = {2, incr_argv, NULL};
+    redisReply *also = NULL;
+    freeReplyObject(command(&rc, 2, flush_argv));
+    assert_int_equal(ratelimit_charge_with(&rc, &t, "ip:192.0.2.2-unit", &incr, &also, &v), 0);
+    assert_true(v.allowed);
+    assert_non_null(also);
+    assert_int_equal(also->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(also->integer, 1);
+    freeReplyObject(also);
+    assert_int_equal(ratelimit_charge_with(&rc, &t, "ip:192.0.2.2-unit", &incr, &also, &v), 0);
+    assert_int_equal(also->integer, 2);
+    freeReplyObject(also);
+    const char *get_argv[] = {"GET", counter};
+    r = command(&rc, 2, get_argv);
+    assert_string_equal(r->str, "2");
+    freeReplyObject(r);
+    const char *del_argv[] = {"DEL", counter};
+    freeReplyObject(command(&rc, 2, del_argv));
+    also = (redisReply *)&v; /* set to NULL whatever the outcome */
+    assert_int_equal(ratelimit_charge_with(&rc, &t, "ip:192.0.2.2-unit", &incr, NULL, &v), -1);
+    assert_int_equal(ratelimit_charge_with(&rc, NULL, "ip:192.0.2.2-unit", &incr, &also, &v), -1);
+    assert_null(also);
+
     /* A stale SHA in the cache, and an empty one. */
     memset(rc.script_sha, '0', RCONN_SHA_LEN);
     assert_int_equal(ratelimit_charge(&rc, &t, "ip:192.0.2.1-unit", &v), 0);

@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "accounts.h"
 #include "router.h"
 
 struct router_case {
@@ -110,13 +111,19 @@ static void test_router_index(void **state)
     const struct router_route *me = NULL;
     char param[HANDLER_PARAM_MAX + 1], allow[ROUTER_ALLOW_MAX];
     static const struct router_route other = {
-        "GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL};
+        "GET", "/me", ROUTER_CLASS_API, true, ROUTER_BODY_NONE, NULL, NULL};
 
     (void)state;
     assert_int_equal(router_count(), 12);
     for (size_t i = 0; i < router_count(); i++)
         assert_int_equal(router_index(router_at(i)), (long)i);
     assert_null(router_at(router_count()));
+    /* Only GET /me reads in advance, with the rate decision (include/handler.h). */
+    for (size_t i = 0; i < router_count(); i++) {
+        const struct router_route *r = router_at(i);
+        bool is_me = strcmp(r->method, "GET") == 0 && strcmp(r->pattern, "/me") == 0;
+        assert_ptr_equal(r->prefetch, is_me ? accounts_me_prefetch : NULL);
+    }
     assert_int_equal(router_match("GET", "/me", &me, param, allow), ROUTER_FOUND);
     assert_ptr_equal(router_at((size_t)router_index(me)), me);
     assert_int_equal(router_index(&other), -1); /* same fields, not the table's */
