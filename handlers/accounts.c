@@ -403,7 +403,7 @@ int accounts_me_prefetch(const char *user, struct handler_prefetch *pf)
 static const redisReply *accounts_me_record(struct handler_ctx *ctx, struct response *resp,
                                             redisReply **owned)
 {
-    struct handler_prefetch pf;
+    struct handler_prefetch pf = {0};
 
     *owned = NULL;
     if (ctx->prefetched != NULL) {
