@@ -1,7 +1,6 @@
 /* gateway: the request path, start to finish. See include/gateway.h. */
 #include "gateway.h"
 
-#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <strings.h>
@@ -219,8 +218,13 @@ static void gateway_run(struct gateway_worker *w, const struct router_route *rou
                         const char *param, const char *user, const redisReply *prefetched,
                         struct request *req, struct response *resp)
 {
-    struct handler_ctx ctx = {w->cfg,    &w->redis, &w->ai, req, user, param[0] ? param : NULL,
-                              prefetched};
+    struct handler_ctx ctx = {.cfg = w->cfg,
+                              .redis = &w->redis,
+                              .ai = &w->ai,
+                              .req = req,
+                              .user = user,
+                              .param = param[0] ? param : NULL,
+                              .prefetched = prefetched};
 
     route->handler(&ctx, resp);
 }
