@@ -17,7 +17,6 @@
 #define KEY_PREFIX "rate_limit:"
 /* "rate_limit:" + tier + ":" + identifier + NUL */
 #define KEY_MAX (sizeof KEY_PREFIX + TIERS_TIER_NAME_MAX + 1 + RATELIMIT_IDENTIFIER_MAX)
-#define NUMBER_TEXT_MAX 32  /* one argument of EVALSHA printed as text */
 #define REPLY_NUMBER_MAX 63 /* bytes of a number in the script's reply */
 #define MESSAGE_MAX 96      /* "Too many requests. Please try again in N seconds." */
 #define RATE_FIELD_MAX (RATELIMIT_RATE_TEXT_MAX + TIERS_RATE_TEXT_MAX)
@@ -252,23 +251,16 @@ int ratelimit_charge(struct rconn *rc, const struct tier *tier, const char *iden
     return ratelimit_charge_with(rc, tier, identifier, NULL, NULL, v);
 }
 
-/* The EVALSHA's key and numeric arguments for (tier, identifier). 0, or -1 when too long. */
-static int charge_args(const struct tier *tier, const char *identifier, char key[KEY_MAX],
-                       char rate[NUMBER_TEXT_MAX], char capacity[NUMBER_TEXT_MAX],
-                       char ttl[NUMBER_TEXT_MAX])
+/* The EVALSHA's key for (tier, identifier). 0, or -1 when too long or the tier has no
+ * arguments printed (tiers_tier_args). */
+static int charge_key(const struct tier *tier, const char *identifier, char key[KEY_MAX])
 {
     if (strnlen(identifier, RATELIMIT_IDENTIFIER_MAX + 1) > RATELIMIT_IDENTIFIER_MAX ||
-        strnlen(tier->name, sizeof tier->name) >= sizeof tier->name)
+        strnlen(tier->name, sizeof tier->name) >= sizeof tier->name || tier->rate_arg[0] == '\0' ||
+        tier->capacity_arg[0] == '\0' || tier->ttl_arg[0] == '\0')
         return -1;
     int n = snprintf(key, KEY_MAX, KEY_PREFIX "%s:%s", tier->name, identifier);
-    if (n < 0 || (size_t)n >= KEY_MAX)
-        return -1;
-    n = snprintf(rate, NUMBER_TEXT_MAX, "%.17g", tier->rate);
-    if (n < 0 || (size_t)n >= NUMBER_TEXT_MAX)
-        return -1;
-    snprintf(capacity, NUMBER_TEXT_MAX, "%ld", tier->capacity);
-    snprintf(ttl, NUMBER_TEXT_MAX, "%ld", tier->ttl);
-    return 0;
+    return n < 0 || (size_t)n >= KEY_MAX ? -1 : 0;
 }
 
 int ratelimit_charge_with(struct rconn *rc, const struct tier *tier, const char *identifier,
@@ -276,19 +268,18 @@ int ratelimit_charge_with(struct rconn *rc, const struct tier *tier, const char 
                           struct ratelimit_verdict *v)
 {
     char key[KEY_MAX];
-    char rate[NUMBER_TEXT_MAX], capacity[NUMBER_TEXT_MAX], ttl[NUMBER_TEXT_MAX];
     redisReply *r = NULL;
     int ret = -1;
 
     if (also_reply != NULL)
         *also_reply = NULL;
     if (rc == NULL || tier == NULL || identifier == NULL || v == NULL ||
-        (also != NULL && also_reply == NULL) ||
-        charge_args(tier, identifier, key, rate, capacity, ttl) != 0)
+        (also != NULL && also_reply == NULL) || charge_key(tier, identifier, key) != 0)
         return -1;
 
     /* Client data travels only as arguments, never through a format string. */
-    const char *argv[] = {"EVALSHA", rc->script_sha, "1", key, rate, capacity, "1", ttl};
+    const char *argv[] = {"EVALSHA",      rc->script_sha,     "1", key,
+                          tier->rate_arg, tier->capacity_arg, "1", tier->ttl_arg};
     struct rconn_cmd cmds[2] = {{(int)(sizeof argv / sizeof argv[0]), argv, NULL}};
     redisReply *replies[2] = {NULL, NULL};
     size_t n = 1;

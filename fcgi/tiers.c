@@ -69,6 +69,14 @@ static long tiers_refill_seconds(long capacity, double rate)
     return (long)r;
 }
 
+void tiers_tier_args(struct tier *t)
+{
+    /* %.17g reads back as the same double; 32 bytes hold any double and any long. */
+    snprintf(t->rate_arg, sizeof t->rate_arg, "%.17g", t->rate);
+    snprintf(t->capacity_arg, sizeof t->capacity_arg, "%ld", t->capacity);
+    snprintf(t->ttl_arg, sizeof t->ttl_arg, "%ld", t->ttl);
+}
+
 /* Sets ttl and refill_seconds from capacity and rate. Returns 0, or -1 with a reason. */
 static int tiers_tier_timing(struct tier *t, char *err, size_t errlen)
 {
@@ -82,6 +90,7 @@ static int tiers_tier_timing(struct tier *t, char *err, size_t errlen)
     }
     t->refill_seconds = refill;
     t->ttl = refill + 1;
+    tiers_tier_args(t);
     return 0;
 }
 
@@ -216,6 +225,7 @@ static void tiers_login_tier(struct tier *t, long max, long window)
     t->rate = (double)max / (double)window;
     t->refill_seconds = window;
     t->ttl = window + 1;
+    tiers_tier_args(t);
     snprintf(t->rate_text, sizeof t->rate_text, "%ld failed login%s per %ld second%s", max,
              max == 1 ? "" : "s", window, window == 1 ? "" : "s");
 }

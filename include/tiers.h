@@ -33,6 +33,7 @@
 #define TIERS_LOGIN_MAX_FAILURES 10
 #define TIERS_LOGIN_WINDOW_S 900
 #define TIERS_RATE_TEXT_MAX 64 /* bytes of a tier's own "rate" text, NUL included */
+#define TIERS_ARG_MAX 32       /* bytes of one script argument as text, NUL included */
 
 struct tier {
     char name[TIERS_TIER_NAME_MAX + 1];  /* [A-Za-z0-9_.-]+ */
@@ -41,6 +42,9 @@ struct tier {
     long ttl;                            /* ceil(capacity / rate) + 1 seconds (SPEC 5.3) */
     long refill_seconds;                 /* ceil(capacity / rate): the "w" of RateLimit-Policy */
     char rate_text[TIERS_RATE_TEXT_MAX]; /* the 429's "rate" when not "N requests/second" */
+    /* rate ("%.17g"), capacity and ttl as the token bucket script's arguments, printed
+     * once when the tier is made (tiers_tier_args) instead of on every charge */
+    char rate_arg[TIERS_ARG_MAX], capacity_arg[TIERS_ARG_MAX], ttl_arg[TIERS_ARG_MAX];
 };
 
 struct tiers {
@@ -48,6 +52,9 @@ struct tiers {
     size_t count;
     struct tier login_failures; /* not picked by a route: the log-in handler charges it */
 };
+
+/* Prints t's rate, capacity and ttl into its *_arg fields: after any change to them. */
+void tiers_tier_args(struct tier *t);
 
 /*
  * Parses a limits.json document of len bytes (need not be NUL-terminated) into *out.

@@ -36,6 +36,7 @@ static struct tier make_tier(const char *name, long capacity, double rate)
     /* limits refuses refills over 1e9 s; the tests of the clamps go further */
     t.refill_seconds = refill < 1e12 ? (long)refill : 1000000000000L;
     t.ttl = t.refill_seconds + 1;
+    tiers_tier_args(&t);
     return t;
 }
 
@@ -742,6 +743,9 @@ static void test_ratelimit_charge_bad_arguments(void **state)
     assert_int_equal(ratelimit_charge(&rc, NULL, "ip:1", &v), -1);
     assert_int_equal(ratelimit_charge(&rc, &t, NULL, &v), -1);
     assert_int_equal(ratelimit_charge(&rc, &t, "ip:1", NULL), -1);
+    /* A tier whose script arguments were never printed (tiers_tier_args) is not sent. */
+    t.ttl_arg[0] = '\0';
+    assert_int_equal(ratelimit_charge(&rc, &t, "ip:1", &v), -1);
 }
 
 int main(void)

@@ -56,9 +56,19 @@ static void test_tiers_repo_file_loads(void **state)
         assert_int_equal(t->capacity, want[i].capacity);
         assert_int_equal(t->refill_seconds, want[i].refill);
         assert_int_equal(t->ttl, want[i].ttl);
+        /* The script's arguments, printed once here: each reads back as the field. */
+        assert_true(strtod(t->rate_arg, NULL) == t->rate);
+        assert_int_equal(strtol(t->capacity_arg, NULL, 10), t->capacity);
+        assert_int_equal(strtol(t->ttl_arg, NULL, 10), t->ttl);
     }
+    assert_string_equal(tiers_find(&l, TIER_AI_ANON)->rate_arg, "0.5");
+    assert_string_equal(tiers_find(&l, TIER_AI_ANON)->ttl_arg, "5");
     assert_int_equal(l.login_failures.capacity, 10);
     assert_int_equal(l.login_failures.refill_seconds, 900);
+    /* 10 per 900 s: the rate 1/90 printed to the last digit, capacity and ttl whole. */
+    assert_true(strtod(l.login_failures.rate_arg, NULL) == 10.0 / 900.0);
+    assert_string_equal(l.login_failures.capacity_arg, "10");
+    assert_string_equal(l.login_failures.ttl_arg, "901");
 }
 
 static void test_tiers_bad_documents(void **state)
@@ -256,6 +266,8 @@ static void test_tiers_development_override(void **state)
     assert_int_equal(t->capacity, 5);
     assert_int_equal(t->refill_seconds, 1);
     assert_int_equal(t->ttl, 2);
+    assert_string_equal(t->rate_arg, "10"); /* printed again with the development rate */
+    assert_string_equal(t->ttl_arg, "2");
     /* the other tiers keep the file's values */
     t = tiers_find(&l, TIER_AI_ANON);
     assert_true(t->rate == 0.5);
