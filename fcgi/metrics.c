@@ -1,6 +1,7 @@
 /*
- * metrics: host-wide counters in a POSIX shared-memory segment, and their page in the
- * Prometheus text format. See include/metrics.h for the naming and locking scheme.
+ * metrics: host-wide counters in a POSIX shared-memory segment (its layout:
+ * include/metricsshm.h; its page: fcgi/metricstext.c). See include/metrics.h for the
+ * naming and locking scheme.
  */
 #include "metrics.h"
 
@@ -8,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,101 +20,14 @@
 #include <unistd.h>
 
 #include "log.h"
-
-/* Counting across processes needs atomics that take no lock (a lock would live in one
- * process's memory only). */
-_Static_assert(ATOMIC_LONG_LOCK_FREE == 2 && ATOMIC_LLONG_LOCK_FREE == 2 &&
-                   ATOMIC_INT_LOCK_FREE == 2,
-               "64-bit atomics must be lock-free to be shared between processes");
+#include "metricsshm.h"
+#include "metricstext.h"
 
 #define METRICS_MAGIC 0x43495254454d4753ULL /* "SGMETRIC" */
-#define METRICS_CALLERS 2                   /* anonymous, authenticated */
 #define METRICS_LOCK_TRIES 2000             /* flock attempts 1 ms apart: 2 s */
-#define METRICS_STAT_MAX 1024               /* bytes of /proc/<pid>/stat read */
-#define METRICS_PAGE_START (16 * 1024)      /* first size of the page buffer */
 #define METRICS_UNMATCHED "unmatched"       /* route label of 404 and 405 */
 #define METRICS_NO_TIER "none"              /* tier label of unlimited routes */
 #define METRICS_ERR_MAX 128                 /* bytes of an errno text */
-
-struct metrics_label {
-    _Atomic uint32_t used; /* 1 once name is written (release): names never change */
-    char name[METRICS_LABEL_MAX + 1];
-};
-
-struct metrics_histogram {
-    _Atomic uint64_t buckets[METRICS_BUCKETS_MAX + 1]; /* per bucket, not cumulative */
-    _Atomic uint64_t sum;                              /* in the definition's unit */
-};
-
-struct metrics_proc {
-    _Atomic int32_t pid;    /* 0: free; stored last when claimed */
-    _Atomic uint64_t start; /* its start time (field 22 of /proc/<pid>/stat) */
-    _Atomic uint64_t requests;
-};
-
-/* The segment. Its layout is METRICS_LAYOUT_VERSION: change one, change the other. */
-struct metrics_shared {
-    uint64_t magic;
-    uint32_t version;
-    _Atomic uint32_t ready; /* 1 once initialised (under the lock) */
-    uint64_t size;          /* sizeof (struct metrics_shared) */
-    struct metrics_label routes[METRICS_ROUTE_SLOTS];
-    struct metrics_label tiers[METRICS_TIER_SLOTS];
-    _Atomic uint64_t
-        requests[METRICS_ROUTE_SLOTS][METRICS_TIER_SLOTS][METRICS_OUTCOMES][METRICS_CALLERS];
-    _Atomic uint64_t too_many[METRICS_ROUTE_SLOTS]; /* 429 answers */
-    struct metrics_histogram retry_after, redis_latency, upstream_latency;
-    _Atomic uint64_t redis_errors[METRICS_REDIS_ERRORS];
-    _Atomic uint64_t upstream[METRICS_UPSTREAM_RESULTS];
-    struct metrics_proc procs[METRICS_PROC_SLOTS];
-};
-
-/* A histogram's fixed buckets: upper bounds in its unit and as the page writes them. */
-struct metrics_histogram_def {
-    const char *name, *help;
-    size_t n;
-    uint64_t bounds[METRICS_BUCKETS_MAX];
-    const char *le[METRICS_BUCKETS_MAX];
-    bool micros; /* counted in microseconds, shown in seconds */
-};
-
-/* Retry-After is whole seconds, at least 1. */
-static const struct metrics_histogram_def retry_after_def = {
-    "story_gateway_retry_after_seconds",
-    "Retry-After of the 429 rate-limit answers, in seconds.",
-    10,
-    {1, 2, 5, 10, 30, 60, 300, 900, 3600, 86400},
-    {"1", "2", "5", "10", "30", "60", "300", "900", "3600", "86400"},
-    false};
-
-/* A command answers in well under a millisecond on a healthy host; the timeout is 0.5 s. */
-static const struct metrics_histogram_def redis_def = {
-    "story_gateway_redis_command_duration_seconds",
-    "Time a Redis command took to answer or fail (the outage monitor's PINGs included).",
-    12,
-    {250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000},
-    {"0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
-     "1"},
-    true};
-
-/* A generation takes seconds; MISTRAL_TIMEOUT is 30 s by default, 600 s at most. */
-static const struct metrics_histogram_def upstream_def = {
-    "story_gateway_mistral_request_duration_seconds",
-    "Time one HTTP request to MistralAI took (each retry is one).",
-    12,
-    {100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 20000000, 30000000, 60000000,
-     120000000, 600000000},
-    {"0.1", "0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "60", "120", "600"},
-    true};
-
-static const char *const outcome_names[METRICS_OUTCOMES] = {
-    "unlimited",         "allowed",           "limited",          "limited_local",
-    "passed_redis_down", "closed_redis_down", "fallback_allowed", "fallback_limited"};
-static const char *const caller_names[METRICS_CALLERS] = {"anonymous", "authenticated"};
-static const char *const redis_error_names[METRICS_REDIS_ERRORS] = {
-    "connect", "timeout", "io", "unavailable", "error_reply", "bad_reply"};
-static const char *const upstream_names[METRICS_UPSTREAM_RESULTS] = {
-    "ok", "malformed", "http_429", "http_4xx", "http_5xx", "timeout", "connect", "reset", "other"};
 
 /*
  * The process's view of the segment: written by metrics_attach before the request
@@ -130,60 +43,16 @@ static int unmatched_slot = -1, none_slot = -1, proc_slot = -1;
 
 /* ---- processes ------------------------------------------------------------------------ */
 
-/*
- * The start time of process pid (clock ticks since boot, field 22 of /proc/<pid>/stat):
- * with the PID it names one process for good, as a PID alone does not.
- * Returns 0, or -1 when there is no such process.
- */
-static int metrics_proc_start(long pid, uint64_t *out)
-{
-    char path[64], buf[METRICS_STAT_MAX];
-    int rc = -1;
-
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    /* The command name (field 2) may hold spaces and ')': fields 3.. follow the last ')'. */
-    const char *p = strrchr(buf, ')');
-    for (int field = 2; p != NULL && field < 22; field++) {
-        p = strchr(p + 1, ' ');
-    }
-    if (p != NULL) {
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(p + 1, &end, 10);
-        if (errno == 0 && end != p + 1 && (*end == ' ' || *end == '\0')) {
-            *out = v;
-            rc = 0;
-        }
-    }
-    fclose(f);
-    return rc;
-}
-
-/* True when the process of slot still runs (same PID, same start time). */
-static bool metrics_proc_alive(const struct metrics_proc *slot)
-{
-    int32_t pid = atomic_load_explicit(&slot->pid, memory_order_acquire);
-    uint64_t start;
-
-    return pid > 0 && metrics_proc_start(pid, &start) == 0 &&
-           start == atomic_load_explicit(&slot->start, memory_order_relaxed);
-}
-
 /* Takes a free slot, or one of a process that is gone, for this process. Under the lock. */
 static int metrics_claim_proc(struct metrics_shared *s)
 {
     uint64_t start;
 
-    if (metrics_proc_start(getpid(), &start) != 0)
+    if (metricsshm_proc_start(getpid(), &start) != 0)
         return -1;
     for (int i = 0; i < METRICS_PROC_SLOTS; i++) {
         struct metrics_proc *slot = &s->procs[i];
-        if (atomic_load(&slot->pid) != 0 && metrics_proc_alive(slot))
+        if (atomic_load(&slot->pid) != 0 && metricsshm_proc_alive(slot))
             continue;
         atomic_store(&slot->pid, 0);
         atomic_store(&slot->requests, 0);
@@ -214,7 +83,7 @@ static void metrics_default_name(char *out, size_t len)
     long parent = (long)getppid();
     uint64_t start = 0;
 
-    if (metrics_proc_start(parent, &start) != 0)
+    if (metricsshm_proc_start(parent, &start) != 0)
         start = 0; /* no /proc: the PID alone */
     snprintf(out, len, "/" METRICS_SHM_PREFIX "%lu-%ld-%llu-v%d", (unsigned long)getuid(), parent,
              (unsigned long long)start, METRICS_LAYOUT_VERSION);
@@ -242,7 +111,7 @@ static bool metrics_name_stale(const char *entry)
     unsigned long long start = strtoull(p, &end, 10);
     if (errno != 0 || end == p || *end != '-')
         return false;
-    if (metrics_proc_start(parent, &running) != 0) /* gone, unless /proc hides it */
+    if (metricsshm_proc_start(parent, &running) != 0) /* gone, unless /proc hides it */
         return kill((pid_t)parent, 0) != 0 && errno == ESRCH;
     return start != 0 && running != start; /* the PID was given to another process */
 }
@@ -536,7 +405,7 @@ void metrics_request(const struct router_route *route, const struct tier *tier,
 void metrics_retry_after(long seconds)
 {
     if (shared != NULL)
-        metrics_observe(&shared->retry_after, &retry_after_def,
+        metrics_observe(&shared->retry_after, &metricsshm_retry_after,
                         seconds > 0 ? (uint64_t)seconds : 0);
 }
 
@@ -549,7 +418,7 @@ void metrics_redis_error(enum metrics_redis_error kind)
 void metrics_redis_latency(uint64_t micros)
 {
     if (shared != NULL)
-        metrics_observe(&shared->redis_latency, &redis_def, micros);
+        metrics_observe(&shared->redis_latency, &metricsshm_redis_latency, micros);
 }
 
 void metrics_upstream(enum metrics_upstream result, uint64_t micros)
@@ -557,7 +426,7 @@ void metrics_upstream(enum metrics_upstream result, uint64_t micros)
     if (shared == NULL || (unsigned)result >= METRICS_UPSTREAM_RESULTS)
         return;
     metrics_add(&shared->upstream[result], 1);
-    metrics_observe(&shared->upstream_latency, &upstream_def, micros);
+    metrics_observe(&shared->upstream_latency, &metricsshm_upstream_latency, micros);
 }
 
 uint64_t metrics_now_us(void)
@@ -570,216 +439,7 @@ uint64_t metrics_now_us(void)
 
 /* ---- the page ------------------------------------------------------------------------- */
 
-/* The page as it is written: capped at METRICS_PAGE_MAX; failed once anything did not fit. */
-struct metrics_page {
-    char *text;
-    size_t len, cap;
-    bool failed;
-};
-
-static void metrics_printf(struct metrics_page *pg, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void metrics_printf(struct metrics_page *pg, const char *fmt, ...)
-{
-    va_list ap;
-
-    while (!pg->failed) {
-        if (pg->text != NULL) {
-            va_start(ap, fmt);
-            int n = vsnprintf(pg->text + pg->len, pg->cap - pg->len, fmt, ap);
-            va_end(ap);
-            if (n < 0) {
-                pg->failed = true;
-                return;
-            }
-            if ((size_t)n < pg->cap - pg->len) {
-                pg->len += (size_t)n;
-                return;
-            }
-        }
-        /* Did not fit: double the buffer, up to the cap, and write it again. */
-        size_t cap = pg->cap ? pg->cap * 2 : METRICS_PAGE_START;
-        char *grown = cap <= METRICS_PAGE_MAX ? realloc(pg->text, cap) : NULL;
-        if (grown == NULL) {
-            pg->failed = true;
-            return;
-        }
-        pg->text = grown;
-        pg->cap = cap;
-    }
-}
-
-bool metrics_escape_label(const char *s, char *out, size_t outlen)
-{
-    size_t o = 0;
-
-    for (; *s != '\0'; s++) {
-        const char *rep = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
-        size_t n = rep != NULL ? 2 : 1;
-        if (o + n >= outlen) {
-            if (outlen > 0)
-                out[0] = '\0';
-            return false;
-        }
-        memcpy(out + o, rep != NULL ? rep : s, n);
-        o += n;
-    }
-    if (outlen == 0)
-        return false;
-    out[o] = '\0';
-    return true;
-}
-
-/* A registered label's value, escaped, or false when the slot is unused. */
-static bool metrics_label_text(const struct metrics_label *l, char *out, size_t outlen)
-{
-    char name[METRICS_LABEL_MAX + 1];
-
-    if (atomic_load_explicit(&l->used, memory_order_acquire) == 0)
-        return false;
-    memcpy(name, l->name, sizeof name);
-    name[METRICS_LABEL_MAX] = '\0';
-    return metrics_escape_label(name, out, outlen);
-}
-
-static void metrics_head(struct metrics_page *pg, const char *name, const char *type,
-                         const char *help)
-{
-    metrics_printf(pg, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static uint64_t metrics_get(const _Atomic uint64_t *counter)
-{
-    return atomic_load_explicit(counter, memory_order_relaxed);
-}
-
-/* Every non-zero (route, tier, outcome, caller) series: most combinations cannot happen. */
-static void metrics_render_requests(struct metrics_page *pg, const struct metrics_shared *s)
-{
-    char route[2 * METRICS_LABEL_MAX + 1], tier[2 * METRICS_LABEL_MAX + 1];
-
-    metrics_head(pg, "story_gateway_requests_total", "counter",
-                 "Requests answered by the gateway processes of this host, by route, tier "
-                 "charged, outcome of the rate limit and caller.");
-    for (size_t r = 0; r < METRICS_ROUTE_SLOTS; r++) {
-        if (!metrics_label_text(&s->routes[r], route, sizeof route))
-            continue;
-        for (size_t t = 0; t < METRICS_TIER_SLOTS; t++) {
-            if (!metrics_label_text(&s->tiers[t], tier, sizeof tier))
-                continue;
-            for (size_t o = 0; o < METRICS_OUTCOMES; o++) {
-                for (size_t c = 0; c < METRICS_CALLERS; c++) {
-                    uint64_t v = metrics_get(&s->requests[r][t][o][c]);
-                    if (v == 0)
-                        continue;
-                    metrics_printf(pg,
-                                   "story_gateway_requests_total{route=\"%s\",tier=\"%s\","
-                                   "outcome=\"%s\",caller=\"%s\"} %llu\n",
-                                   route, tier, outcome_names[o], caller_names[c],
-                                   (unsigned long long)v);
-                }
-            }
-        }
-    }
-}
-
-static void metrics_render_too_many(struct metrics_page *pg, const struct metrics_shared *s)
-{
-    char route[2 * METRICS_LABEL_MAX + 1];
-
-    metrics_head(pg, "story_gateway_rate_limited_total", "counter",
-                 "429 answers by route (the tier's bucket, or the per-account log-in limit).");
-    for (size_t r = 0; r < METRICS_ROUTE_SLOTS; r++) {
-        if (metrics_label_text(&s->routes[r], route, sizeof route))
-            metrics_printf(pg, "story_gateway_rate_limited_total{route=\"%s\"} %llu\n", route,
-                           (unsigned long long)metrics_get(&s->too_many[r]));
-    }
-}
-
-/* A value in the definition's unit, as the page writes it. */
-static void metrics_value(struct metrics_page *pg, const struct metrics_histogram_def *def,
-                          uint64_t v)
-{
-    if (def->micros)
-        metrics_printf(pg, "%llu.%06llu", (unsigned long long)(v / 1000000u),
-                       (unsigned long long)(v % 1000000u));
-    else
-        metrics_printf(pg, "%llu", (unsigned long long)v);
-}
-
-static void metrics_render_histogram(struct metrics_page *pg, const struct metrics_histogram *h,
-                                     const struct metrics_histogram_def *def)
-{
-    uint64_t cumulative = 0;
-
-    metrics_head(pg, def->name, "histogram", def->help);
-    for (size_t i = 0; i <= def->n; i++) {
-        cumulative += metrics_get(&h->buckets[i]);
-        metrics_printf(pg, "%s_bucket{le=\"%s\"} %llu\n", def->name,
-                       i < def->n ? def->le[i] : "+Inf", (unsigned long long)cumulative);
-    }
-    metrics_printf(pg, "%s_sum ", def->name);
-    metrics_value(pg, def, metrics_get(&h->sum));
-    metrics_printf(pg, "\n%s_count %llu\n", def->name, (unsigned long long)cumulative);
-}
-
-/* A counter with one label over a fixed set of values, zeros included. */
-static void metrics_render_set(struct metrics_page *pg, const char *name, const char *help,
-                               const char *label, const char *const *values,
-                               const _Atomic uint64_t *counters, size_t n)
-{
-    metrics_head(pg, name, "counter", help);
-    for (size_t i = 0; i < n; i++)
-        metrics_printf(pg, "%s{%s=\"%s\"} %llu\n", name, label, values[i],
-                       (unsigned long long)metrics_get(&counters[i]));
-}
-
-/* The processes that still run, and what each answered since it started. */
-static void metrics_render_procs(struct metrics_page *pg, const struct metrics_shared *s)
-{
-    int alive[METRICS_PROC_SLOTS];
-    size_t count = 0;
-
-    for (int i = 0; i < METRICS_PROC_SLOTS; i++) {
-        if (metrics_proc_alive(&s->procs[i]))
-            alive[count++] = i;
-    }
-    metrics_head(pg, "story_gateway_processes", "gauge",
-                 "Gateway processes running that share these metrics.");
-    metrics_printf(pg, "story_gateway_processes %zu\n", count);
-    metrics_head(pg, "story_gateway_process_requests_total", "counter",
-                 "Requests answered by each running gateway process since it started.");
-    for (size_t i = 0; i < count; i++) {
-        const struct metrics_proc *p = &s->procs[alive[i]];
-        metrics_printf(pg, "story_gateway_process_requests_total{pid=\"%d\"} %llu\n",
-                       (int)atomic_load(&p->pid), (unsigned long long)metrics_get(&p->requests));
-    }
-}
-
 char *metrics_render(size_t *len)
 {
-    struct metrics_page pg = {0};
-    const struct metrics_shared *s = shared;
-
-    if (s == NULL || len == NULL)
-        return NULL;
-    metrics_render_requests(&pg, s);
-    metrics_render_too_many(&pg, s);
-    metrics_render_histogram(&pg, &s->retry_after, &retry_after_def);
-    metrics_render_set(&pg, "story_gateway_redis_errors_total",
-                       "Failed Redis commands and connections, by kind.", "kind", redis_error_names,
-                       s->redis_errors, METRICS_REDIS_ERRORS);
-    metrics_render_histogram(&pg, &s->redis_latency, &redis_def);
-    metrics_render_set(&pg, "story_gateway_mistral_requests_total",
-                       "HTTP requests to MistralAI (each retry is one), by result.", "result",
-                       upstream_names, s->upstream, METRICS_UPSTREAM_RESULTS);
-    metrics_render_histogram(&pg, &s->upstream_latency, &upstream_def);
-    metrics_render_procs(&pg, s);
-    if (pg.failed || pg.text == NULL) {
-        free(pg.text);
-        return NULL;
-    }
-    *len = pg.len;
-    return pg.text;
+    return metricstext_render(shared, len);
 }

@@ -153,11 +153,4 @@ char *metrics_render(size_t *len);
  */
 size_t metrics_bucket(const uint64_t *bounds, size_t n, uint64_t value);
 
-/*
- * Writes s as a Prometheus label value (backslash, double quote and newline escaped,
- * as the text format wants) into out. Returns false, with out "", when it does not fit
- * in outlen bytes. Pure.
- */
-bool metrics_escape_label(const char *s, char *out, size_t outlen);
-
 #endif

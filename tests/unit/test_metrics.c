@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "metrics.h"
+#include "metricstext.h"
 #include "router.h"
 #include "tiers.h"
 
@@ -119,7 +120,7 @@ static void test_metrics_escape_label(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[64];
         memset(out, 'x', sizeof out);
-        bool ok = metrics_escape_label(cases[i].in, out, cases[i].outlen);
+        bool ok = metricstext_escape_label(cases[i].in, out, cases[i].outlen);
         if (ok != cases[i].ok || strcmp(out, cases[i].out) != 0)
             fail_msg("line %d: got %d \"%s\", want %d \"%s\"", cases[i].line, ok, out, cases[i].ok,
                      cases[i].out);
