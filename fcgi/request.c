@@ -26,14 +26,21 @@ static void request_set_path(struct request *req, const char *uri)
 
 enum { P_URI, P_METHOD, P_SCRIPT, P_QUERY, P_CTYPE, P_AUTH, P_XFF, P_ACCEPT, P_ADDR, P_COUNT };
 
-/* The parameters request_init reads. */
-static const char *const request_wanted[P_COUNT] = {
-    [P_URI] = "REQUEST_URI",          [P_METHOD] = "REQUEST_METHOD",
-    [P_SCRIPT] = "SCRIPT_NAME",       [P_QUERY] = "QUERY_STRING",
-    [P_CTYPE] = "CONTENT_TYPE",       [P_AUTH] = "HTTP_AUTHORIZATION",
-    [P_XFF] = "HTTP_X_FORWARDED_FOR", [P_ACCEPT] = "HTTP_ACCEPT",
-    [P_ADDR] = "REMOTE_ADDR",
+/* The parameters request_init reads, with their lengths (compared first). */
+// clang-format off
+#define REQUEST_PARAM(name) {name, sizeof name - 1}
+// clang-format on
+static const struct {
+    const char *name;
+    size_t len;
+} request_wanted[P_COUNT] = {
+    [P_URI] = REQUEST_PARAM("REQUEST_URI"),          [P_METHOD] = REQUEST_PARAM("REQUEST_METHOD"),
+    [P_SCRIPT] = REQUEST_PARAM("SCRIPT_NAME"),       [P_QUERY] = REQUEST_PARAM("QUERY_STRING"),
+    [P_CTYPE] = REQUEST_PARAM("CONTENT_TYPE"),       [P_AUTH] = REQUEST_PARAM("HTTP_AUTHORIZATION"),
+    [P_XFF] = REQUEST_PARAM("HTTP_X_FORWARDED_FOR"), [P_ACCEPT] = REQUEST_PARAM("HTTP_ACCEPT"),
+    [P_ADDR] = REQUEST_PARAM("REMOTE_ADDR"),
 };
+#undef REQUEST_PARAM
 
 /*
  * One pass over envp for every parameter request_init reads (FCGX_GetParam would scan
@@ -49,8 +56,8 @@ static void request_params(char **envp, const char *out[P_COUNT])
             continue;
         size_t len = (size_t)(eq - *envp);
         for (size_t i = 0; i < P_COUNT; i++) {
-            const char *name = request_wanted[i];
-            if (out[i] == NULL && strncmp(*envp, name, len) == 0 && name[len] == '\0') {
+            if (request_wanted[i].len == len && out[i] == NULL &&
+                memcmp(*envp, request_wanted[i].name, len) == 0) {
                 out[i] = eq + 1;
                 break;
             }
