@@ -127,15 +127,31 @@ static void gateway_refuse(struct gateway_worker *w, const struct request *req,
 }
 
 /*
- * Charges the caller's bucket. Returns 0 when the request may go on, or -1 when
- * resp already holds the answer (429, or 503 in fail mode closed).
+ * A refusal the process already knows (include/refusecache.h), answered without Redis
+ * whatever the fail mode: Redis said so itself, less than 1 / rate ago. True with the
+ * 429 in resp.
+ */
+static bool gateway_known_refusal(struct gateway_worker *w, const struct tier *tier,
+                                  const struct gateway_caller *caller, const struct request *req,
+                                  struct gateway_charge *charge, struct response *resp)
+{
+    if (!refusecache_refused(w->refused, tier, caller->identifier, refusecache_clock(),
+                             &charge->verdict))
+        return false;
+    charge->decided = true;
+    charge->by = GATEWAY_BY_REFUSECACHE;
+    gateway_refuse(w, req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
+    return true;
+}
+
+/*
+ * Charges the caller's bucket in Redis. Returns 0 when the request may go on, or -1
+ * when resp already holds the answer (429, or 503 in fail mode closed).
  *
- * A refusal the process already knows (include/refusecache.h) is answered without
- * Redis, whatever the fail mode: Redis said so itself, less than 1 / rate ago. The
- * clock is read before the cache is asked and so before the EVALSHA is sent: latency
- * can only make the local deadline earlier. Only Redis's verdicts are recorded, never
- * those of fail mode local. also (NULL: none) is the route's prefetch, sent with the
- * EVALSHA; its reply lands in charge->prefetched.
+ * The clock is read before the EVALSHA is sent, so latency can only make the deadline
+ * of a refusal recorded for later (include/refusecache.h) earlier. Only Redis's
+ * verdicts are recorded, never those of fail mode local. also (NULL: none) is the
+ * route's prefetch, sent with the EVALSHA; its reply lands in charge->prefetched.
  */
 static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *tier,
                                    const struct gateway_caller *caller, const struct request *req,
@@ -146,11 +162,6 @@ static int gateway_charge_or_reply(struct gateway_worker *w, const struct tier *
 
     charge->decided = true;
     charge->by = GATEWAY_BY_REDIS;
-    if (refusecache_refused(w->refused, tier, caller->identifier, started, &charge->verdict)) {
-        charge->by = GATEWAY_BY_REFUSECACHE;
-        gateway_refuse(w, req, caller, &charge->verdict, GATEWAY_BY_REFUSECACHE, resp);
-        return -1;
-    }
     if (ratelimit_charge_with(&w->redis, tier, caller->identifier, also, &charge->prefetched,
                               &charge->verdict) == 0) {
         refusecache_record(w->refused, caller->identifier, &charge->verdict, started,
@@ -282,6 +293,8 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
     enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
     gateway_identify(w, req, class_ != ROUTER_CLASS_AUTH, &caller);
     tier = gateway_tier(w->cfg, class_, &caller);
+    if (gateway_known_refusal(w, tier, &caller, req, &charge, resp))
+        goto headers;
     const struct rconn_cmd *also =
         gateway_prefetch(rr == ROUTER_FOUND ? route : NULL, &caller, &pf, &prefetch_cmd);
     if (gateway_charge_or_reply(w, tier, &caller, req, also, &charge, resp) != 0)
