@@ -255,6 +255,25 @@ static const struct rconn_cmd *gateway_prefetch(const struct router_route *route
     return cmd;
 }
 
+/*
+ * The rate decision: a refusal known locally, else Redis's (with the route's prefetch,
+ * whose command lives in this frame until it is sent). 0 when the request may go on,
+ * or -1 with the answer in resp.
+ */
+static int gateway_decide(struct gateway_worker *w, const struct router_route *found,
+                          const struct tier *tier, const struct gateway_caller *caller,
+                          const struct request *req, struct gateway_charge *charge,
+                          struct response *resp)
+{
+    struct handler_prefetch pf;
+    struct rconn_cmd cmd;
+
+    if (gateway_known_refusal(w, tier, caller, req, charge, resp))
+        return -1;
+    const struct rconn_cmd *also = gateway_prefetch(found, caller, &pf, &cmd);
+    return gateway_charge_or_reply(w, tier, caller, req, also, charge, resp);
+}
+
 /* How the request's rate limit ended, for the metrics (include/metrics.h). */
 static enum metrics_outcome gateway_outcome(const struct gateway_worker *w,
                                             const struct router_route *route,
@@ -278,8 +297,6 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
     char param[HANDLER_PARAM_MAX + 1] = "", allow[ROUTER_ALLOW_MAX] = "";
     struct gateway_caller caller = {.status = IDENTITY_NONE};
     struct gateway_charge charge = {0};
-    struct handler_prefetch pf;
-    struct rconn_cmd prefetch_cmd;
     const struct tier *tier = NULL;
     char lines[RATELIMIT_HEADERS_MAX];
 
@@ -293,11 +310,8 @@ static void gateway_dispatch(struct gateway_worker *w, struct request *req, stru
     enum router_class class_ = rr == ROUTER_FOUND ? route->class_ : ROUTER_CLASS_API;
     gateway_identify(w, req, class_ != ROUTER_CLASS_AUTH, &caller);
     tier = gateway_tier(w->cfg, class_, &caller);
-    if (gateway_known_refusal(w, tier, &caller, req, &charge, resp))
-        goto headers;
-    const struct rconn_cmd *also =
-        gateway_prefetch(rr == ROUTER_FOUND ? route : NULL, &caller, &pf, &prefetch_cmd);
-    if (gateway_charge_or_reply(w, tier, &caller, req, also, &charge, resp) != 0)
+    if (gateway_decide(w, rr == ROUTER_FOUND ? route : NULL, tier, &caller, req, &charge, resp) !=
+        0)
         goto headers;
     if (caller.status == IDENTITY_INVALID) {
         gateway_unauthorized(resp, true);

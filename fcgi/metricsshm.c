@@ -26,7 +26,8 @@ const struct metrics_histogram_def metricsshm_retry_after = {
 /* A command answers in well under a millisecond on a healthy host; the timeout is 0.5 s. */
 const struct metrics_histogram_def metricsshm_redis_latency = {
     "story_gateway_redis_command_duration_seconds",
-    "Time a Redis command took to answer or fail (the outage monitor's PINGs included).",
+    "Time a Redis round trip took to answer or fail: one command, or GET /me's EVALSHA and "
+    "HMGET sent together (the outage monitor's PINGs included).",
     12,
     {250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000},
     {"0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",

@@ -263,55 +263,63 @@ static int charge_key(const struct tier *tier, const char *identifier, char key[
     return n < 0 || (size_t)n >= KEY_MAX ? -1 : 0;
 }
 
+/*
+ * Sends the EVALSHA (cmds[0]) and the companion, if any (n == 2), and returns the
+ * script's reply (NULL when Redis did not answer): after NOSCRIPT the script is loaded
+ * and the EVALSHA alone sent once more. *also_reply: the companion's reply or NULL.
+ */
+static redisReply *charge_send(struct rconn *rc, const struct tier *tier, struct rconn_cmd *cmds,
+                               size_t n, redisReply **also_reply)
+{
+    redisReply *replies[2] = {NULL, NULL}, *r = NULL;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (rc->script_sha[0] == '\0' && load_script(rc, tier) != 0)
+            return NULL;
+        size_t got = rconn_pipeline(rc, n, cmds, replies);
+        if (got == 0)
+            return NULL; /* rconn recorded the failure */
+        r = replies[0];  /* the decision stands even if the companion's reply was lost */
+        if (n == 2) {    /* the companion goes once, in the first round trip */
+            *also_reply = got == 2 ? replies[1] : NULL;
+            n = 1;
+        }
+        if (!reply_is_noscript(r) || attempt == 1)
+            break;
+        /* Redis restarted or SCRIPT FLUSH: load it again and retry once. */
+        rc->script_sha[0] = '\0';
+        freeReplyObject(r);
+        r = NULL;
+    }
+    return r;
+}
+
 int ratelimit_charge_with(struct rconn *rc, const struct tier *tier, const char *identifier,
                           const struct rconn_cmd *also, redisReply **also_reply,
                           struct ratelimit_verdict *v)
 {
     char key[KEY_MAX];
-    redisReply *r = NULL;
-    int ret = -1;
 
     if (also_reply != NULL)
         *also_reply = NULL;
     if (rc == NULL || tier == NULL || identifier == NULL || v == NULL ||
         (also != NULL && also_reply == NULL) || charge_key(tier, identifier, key) != 0)
         return -1;
-
     /* Client data travels only as arguments, never through a format string. */
     const char *argv[] = {"EVALSHA",      rc->script_sha,     "1", key,
                           tier->rate_arg, tier->capacity_arg, "1", tier->ttl_arg};
     struct rconn_cmd cmds[2] = {{(int)(sizeof argv / sizeof argv[0]), argv, NULL}};
-    redisReply *replies[2] = {NULL, NULL};
-    size_t n = 1;
     if (also != NULL)
-        cmds[n++] = *also;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (rc->script_sha[0] == '\0' && load_script(rc, tier) != 0)
-            goto out;
-        if (rconn_pipeline(rc, n, cmds, replies) != 0)
-            goto out; /* rconn recorded the failure */
-        r = replies[0];
-        if (n == 2) { /* the companion goes once, in the first round trip */
-            *also_reply = replies[1];
-            n = 1;
-        }
-        if (!reply_is_noscript(r))
-            break;
-        /* Redis restarted or SCRIPT FLUSH: load it again and retry once. */
-        rc->script_sha[0] = '\0';
-        if (attempt == 0) {
-            freeReplyObject(r);
-            r = NULL;
-        }
-    }
-    if (ratelimit_reply_verdict(r, tier, v) != 0) {
+        cmds[1] = *also;
+    redisReply *r = charge_send(rc, tier, cmds, also != NULL ? 2 : 1, also_reply);
+    if (r == NULL)
+        return -1;
+    int ret = ratelimit_reply_verdict(r, tier, v);
+    if (ret != 0) {
         if (r->type != REDIS_REPLY_ERROR) /* rconn counted the error replies */
             metrics_redis_error(METRICS_REDIS_BAD_REPLY);
         log_bad_reply(tier, "unexpected reply", r);
-        goto out;
     }
-    ret = 0;
-out:
     freeReplyObject(r);
     return ret;
 }

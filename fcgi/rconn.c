@@ -217,56 +217,60 @@ static void rconn_note_reply(const redisReply *r, const char *command)
     }
 }
 
-/* Sends the n commands in one write and reads their n replies. 0, or -1 with none kept
- * (*got: how many replies had arrived before the failure). */
-static int rconn_send_all(redisContext *c, size_t n, const struct rconn_cmd *cmds,
-                          redisReply **replies, size_t *got)
+/* Sends the n commands in one write and reads their replies in order: how many arrived
+ * (n, or fewer when the connection failed after them). */
+static size_t rconn_send_all(redisContext *c, size_t n, const struct rconn_cmd *cmds,
+                             redisReply **replies)
 {
-    *got = 0;
+    size_t got = 0;
+
     for (size_t i = 0; i < n; i++) {
         if (redisAppendCommandArgv(c, cmds[i].argc, cmds[i].argv, cmds[i].lens) != REDIS_OK)
-            return -1;
+            return 0;
     }
-    for (; *got < n; (*got)++) {
+    for (; got < n; got++) {
         void *r = NULL;
         if (redisGetReply(c, &r) != REDIS_OK || r == NULL)
             break;
-        replies[*got] = r;
+        replies[got] = r;
     }
-    if (*got == n)
-        return 0;
-    for (size_t i = 0; i < *got; i++)
-        freeReplyObject(replies[i]);
-    return -1;
+    return got;
+}
+
+/* Why the connection failed, for the log and the metrics. */
+static bool rconn_failure(const redisContext *c, int err_no, char why[RCONN_WHY_MAX])
+{
+    bool timeout = c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK);
+
+    if (timeout)
+        snprintf(why, RCONN_WHY_MAX, "no answer within %d ms", RCONN_COMMAND_TIMEOUT_MS);
+    else
+        snprintf(why, RCONN_WHY_MAX, "%s", c->errstr[0] ? c->errstr : "no reply");
+    return timeout;
 }
 
 /* The commands with one retry on a connection found stale. See rconn_pipeline. */
-static int rconn_pipeline_once(struct rconn *rc, size_t n, const struct rconn_cmd *cmds,
-                               redisReply **replies)
+static size_t rconn_pipeline_once(struct rconn *rc, size_t n, const struct rconn_cmd *cmds,
+                                  redisReply **replies)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         bool reused = rc->ctx != NULL;
         redisContext *c = rconn_get(rc);
         if (c == NULL)
-            return -1;
+            return 0;
         errno = 0;
         uint64_t t0 = metrics_now_us();
-        size_t got = 0;
-        int sent = rconn_send_all(c, n, cmds, replies, &got);
+        size_t got = rconn_send_all(c, n, cmds, replies);
         int err_no = errno;
         metrics_redis_latency(metrics_now_us() - t0);
-        if (sent == 0) {
-            for (size_t i = 0; i < n; i++)
-                rconn_note_reply(replies[i], cmds[i].argv[0]);
-            return 0;
-        }
+        for (size_t i = 0; i < got; i++)
+            rconn_note_reply(replies[i], cmds[i].argv[0]);
+        if (got == n)
+            return n;
         char why[RCONN_WHY_MAX];
-        bool timeout = c->err == REDIS_ERR_IO && (err_no == EAGAIN || err_no == EWOULDBLOCK);
-        if (timeout)
-            snprintf(why, sizeof why, "no answer within %d ms", RCONN_COMMAND_TIMEOUT_MS);
-        else
-            snprintf(why, sizeof why, "%s", c->errstr[0] ? c->errstr : "no reply");
-        /* Sent again only when nothing was answered: a command is never run twice. */
+        bool timeout = rconn_failure(c, err_no, why);
+        /* Sent again only on a connection found closed before any reply, as a single
+         * command always was. */
         if (reused && attempt == 0 && got == 0 && rconn_stale(c, err_no)) {
             /* Redis restarted while this thread was idle: reconnect now, no backoff. */
             log_event(LOG_DEBUG, "redis_reconnect", json_pack("{s:s}", "error", why));
@@ -277,16 +281,17 @@ static int rconn_pipeline_once(struct rconn *rc, size_t n, const struct rconn_cm
         metrics_redis_error(timeout ? METRICS_REDIS_TIMEOUT : METRICS_REDIS_IO);
         rconn_fail(rc);
         rconn_outage_begin(why, false);
-        return -1;
+        return got;
     }
-    return -1;
+    return 0;
 }
 
-int rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds, redisReply **replies)
+size_t rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds,
+                      redisReply **replies)
 {
     /* While Redis is unreachable, request threads fail fast; the monitor thread probes. */
     if (atomic_load(&outage_now) && !atomic_load(&outage_by_reply))
-        return -1;
+        return 0;
     return rconn_pipeline_once(rc, n, cmds, replies);
 }
 
@@ -295,7 +300,7 @@ redisReply *rconn_command(struct rconn *rc, int argc, const char **argv, const s
     const struct rconn_cmd cmd = {argc, argv, lens};
     redisReply *r = NULL;
 
-    return rconn_pipeline(rc, 1, &cmd, &r) == 0 ? r : NULL;
+    return rconn_pipeline(rc, 1, &cmd, &r) == 1 ? r : NULL;
 }
 
 /* The monitor: while an outage is on, PING Redis every RCONN_PROBE_MS on a connection
@@ -313,7 +318,7 @@ static void *rconn_monitor(void *arg)
             continue;
         const struct rconn_cmd cmd = {1, ping, NULL};
         redisReply *r = NULL;
-        if (rconn_pipeline_once(&probe, 1, &cmd, &r) == 0)
+        if (rconn_pipeline_once(&probe, 1, &cmd, &r) == 1)
             freeReplyObject(r);
     }
     return NULL;

@@ -82,10 +82,11 @@ static int refusal_line_new(struct refusal *r)
         {"retry_after", &r->retry_after, json_integer(0)},
         {"decided_by", &r->decided_by, json_string("")},
     };
+    size_t n = sizeof members / sizeof members[0];
     int rc = line != NULL ? 0 : -1;
 
-    for (size_t i = 0; i < sizeof members / sizeof members[0]; i++) {
-        *members[i].value = members[i].initial;
+    for (size_t i = 0; i < n; i++) {
+        /* set_new steals initial even when it fails; after a failure, only drop */
         if (rc == 0 && json_object_set_new(line, members[i].key, members[i].initial) != 0)
             rc = -1;
         else if (rc != 0)
@@ -95,6 +96,8 @@ static int refusal_line_new(struct refusal *r)
         json_decref(line);
         return -1;
     }
+    for (size_t i = 0; i < n; i++)
+        *members[i].value = members[i].initial; /* borrowed from line */
     r->line = line;
     return 0;
 }
@@ -112,12 +115,15 @@ void refusal_log(struct refusal *r, const char *identifier, const struct ratelim
 {
     if (!log_enabled(LOG_WARN))
         return;
-    if (r->line == NULL && refusal_line_new(r) != 0)
-        return;
-    if (refusal_set(r->identifier, identifier) != 0 || refusal_set(r->tier, v->tier->name) != 0 ||
+    if ((r->line == NULL && refusal_line_new(r) != 0) ||
+        refusal_set(r->identifier, identifier) != 0 || refusal_set(r->tier, v->tier->name) != 0 ||
         refusal_set(r->path, path) != 0 || refusal_set(r->decided_by, decided_by) != 0 ||
         json_real_set(r->tokens, floor(v->tokens * 1000.0 + 0.5) / 1000.0) != 0 ||
-        json_integer_set(r->retry_after, (json_int_t)v->retry_after) != 0)
+        json_integer_set(r->retry_after, (json_int_t)v->retry_after) != 0) {
+        /* Out of memory, or text that is not UTF-8: the line still says a refusal
+         * happened, as log_event does when its fields cannot be built. */
+        log_event(LOG_WARN, "rate_limited", NULL);
         return;
+    }
     log_line_write(LOG_WARN, r->line);
 }

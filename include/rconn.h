@@ -70,13 +70,15 @@ struct rconn_cmd {
 };
 
 /*
- * Sends n commands in one write and reads their n replies (one round trip) into
- * replies (caller frees each with freeReplyObject; any may be a REDIS_REPLY_ERROR).
- * Returns 0, or -1 with no reply kept, as rconn_command returns NULL. A pipeline is
- * sent a second time (on a connection Redis closed while the thread was idle) only
- * when no reply had arrived: no command runs twice.
+ * Sends n commands in one write and reads their replies (one round trip) into replies,
+ * in order (caller frees each with freeReplyObject; any may be a REDIS_REPLY_ERROR).
+ * Returns how many arrived: n, or fewer when Redis is unreachable or the connection
+ * failed after them (dropped and the outage recorded, as rconn_command's NULL). The
+ * commands are sent again only on a connection found closed before any reply (Redis
+ * restarted while the thread was idle), as a single command always was.
  */
-int rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds, redisReply **replies);
+size_t rconn_pipeline(struct rconn *rc, size_t n, const struct rconn_cmd *cmds,
+                      redisReply **replies);
 
 /* Records a failure on rc: drops the connection and schedules a reconnect. */
 void rconn_fail(struct rconn *rc);

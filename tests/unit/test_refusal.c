@@ -215,6 +215,29 @@ static void test_refusal_log_line(void **state)
                                  "\"path\":\"/start-story\",\"tokens_remaining\":0.4,"
                                  "\"retry_after\":1,\"decided_by\":\"redis\"}\n"));
     free(line);
+    /* A line longer than the stack buffer (a 3,000-byte path): allocated, still whole. */
+    static char long_path[3001];
+    memset(long_path, 'p', sizeof long_path - 1);
+    long_path[0] = '/';
+    struct line_case long_case = {&r, "user:abc", long_path, "redis", cases[0].v};
+    line = captured_stderr(write_kept, &long_case);
+    json_t *j = json_loads(line, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "path")), long_path);
+    assert_string_equal(strchr(line, '\n'), "\n");
+    json_decref(j);
+    free(line);
+    /* Text jansson refuses (not UTF-8): the line still says a refusal happened. */
+    struct line_case bad = {&r, "user:\xff", "/me", "redis", cases[0].v};
+    line = captured_stderr(write_kept, &bad);
+    char *k = without_ts(line);
+    assert_string_equal(k, "{\"level\":\"warn\",\"event\":\"rate_limited\"}");
+    free(k);
+    free(line);
+    /* and the next refusal is whole again */
+    line = captured_stderr(write_kept, &cases[0]);
+    assert_non_null(strstr(line, "\"identifier\":\"user:abc\""));
+    free(line);
     /* Below warn nothing is written. */
     log_set_level(LOG_ERROR);
     line = captured_stderr(write_kept, &cases[1]);
