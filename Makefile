@@ -112,7 +112,7 @@ install: $(BIN)
 	install -m 644 limits.json lighttpd.conf $(DESTDIR)$(DATADIR)/
 	cp -R www apache $(DESTDIR)$(DATADIR)/
 
-FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS) $(wildcard tests/fuzz/*.c tests/fuzz/*.h) $(wildcard bench/*.c bench/*.h)
+FORMATTED := $(SRCS) $(wildcard include/*.h) $(UNIT_SRCS) $(wildcard tests/unit/*.h) $(wildcard tests/fuzz/*.c tests/fuzz/*.h) $(wildcard bench/*.c bench/*.h)
 
 format:
 	clang-format -i $(FORMATTED)

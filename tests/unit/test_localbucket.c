@@ -15,27 +15,18 @@
 #include <string.h>
 
 #include "localbucket.h"
+#include "unit_tier.h"
 
 #define NOW0 1699900000.0
 
 static struct tier ai_auth, ai_anon, api_anon;
 
-static void make_tier(struct tier *t, const char *name, long capacity, double rate)
-{
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->capacity = capacity;
-    t->rate = rate;
-    t->refill_seconds = (long)ceil((double)capacity / rate);
-    t->ttl = t->refill_seconds + 1;
-}
-
 static int setup(void **state)
 {
     (void)state;
-    make_tier(&ai_auth, "ai_authenticated", 5, 2);
-    make_tier(&ai_anon, "ai_anonymous", 2, 0.5);
-    make_tier(&api_anon, "api_anonymous", 10, 5);
+    ai_auth = unit_tier("ai_authenticated", 5, 2);
+    ai_anon = unit_tier("ai_anonymous", 2, 0.5);
+    api_anon = unit_tier("api_anonymous", 10, 5);
     localbucket_reset();
     return 0;
 }
@@ -203,7 +194,7 @@ static void test_localbucket_full_bucket_frees_slot(void **state)
     const int strangers = 8 * LOCALBUCKET_SLOTS;
 
     (void)state;
-    make_tier(&quick, "quick", 1, 1e6);
+    quick = unit_tier("quick", 1, 1e6);
     assert_int_equal(charge_n(&ai_auth, "user:keep", NOW0, 10), 5);
     for (int i = 0; i < strangers; i++) {
         snprintf(id, sizeof id, "ip:q%d", i);
@@ -254,7 +245,7 @@ static void test_localbucket_threads_hammer(void **state)
     int shared = 0;
 
     (void)state;
-    make_tier(&hammer_tier, "api_authenticated", HAMMER_CAPACITY, 10);
+    hammer_tier = unit_tier("api_authenticated", HAMMER_CAPACITY, 10);
     for (int i = 0; i < HAMMER_THREADS; i++) {
         args[i] = (struct hammer_arg){.index = i};
         assert_int_equal(pthread_create(&threads[i], NULL, hammer, &args[i]), 0);

@@ -20,25 +20,10 @@
 
 #include "log.h"
 #include "ratelimit.h"
+#include "unit_tier.h"
 
 #define NOW0 1699900000.0 /* a whole Unix second */
 #define NOW0_L 1699900000L
-
-static struct tier make_tier(const char *name, long capacity, double rate)
-{
-    struct tier t;
-
-    memset(&t, 0, sizeof t);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.capacity = capacity;
-    t.rate = rate;
-    double refill = ceil((double)capacity / rate);
-    /* limits refuses refills over 1e9 s; the tests of the clamps go further */
-    t.refill_seconds = refill < 1e12 ? (long)refill : 1000000000000L;
-    t.ttl = t.refill_seconds + 1;
-    tiers_tier_args(&t);
-    return t;
-}
 
 /* ---- ratelimit_verdict_fill ---- */
 
@@ -104,7 +89,7 @@ static void test_ratelimit_verdict_table(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof verdict_rows / sizeof verdict_rows[0]; i++) {
         const struct verdict_row *r = &verdict_rows[i];
-        struct tier t = make_tier("ai_authenticated", r->capacity, r->rate);
+        struct tier t = unit_tier("ai_authenticated", r->capacity, r->rate);
         struct ratelimit_verdict v;
 
         ratelimit_verdict_fill(&v, &t, r->allowed, r->tokens, r->now);
@@ -127,7 +112,7 @@ static void test_ratelimit_retry_never_after_reset(void **state)
     (void)state;
     for (size_t c = 0; c < sizeof capacities / sizeof capacities[0]; c++) {
         for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
-            struct tier t = make_tier("x", capacities[c], rates[r]);
+            struct tier t = unit_tier("x", capacities[c], rates[r]);
             for (int k = 0; k <= 1000 * capacities[c]; k++) {
                 double tokens = k / 1000.0;
                 double now = NOW0 + (k % 1000) * 0.000997;
@@ -166,7 +151,7 @@ static void test_ratelimit_retry_never_after_reset(void **state)
 
 static void test_ratelimit_headers_exact(void **state)
 {
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
     struct ratelimit_verdict v;
     char buf[RATELIMIT_HEADERS_MAX];
 
@@ -190,7 +175,7 @@ static void test_ratelimit_headers_exact(void **state)
     assert_int_equal(ratelimit_headers(&v, buf, sizeof buf), (int)strlen(refused));
     assert_string_equal(buf, refused);
 
-    struct tier anon = make_tier("ai_anonymous", 2, 0.5);
+    struct tier anon = unit_tier("ai_anonymous", 2, 0.5);
     ratelimit_verdict_fill(&v, &anon, false, 0, NOW0 + 0.5);
     const char *anon_refused = "RateLimit-Limit: 2\r\n"
                                "RateLimit-Remaining: 0\r\n"
@@ -204,7 +189,7 @@ static void test_ratelimit_headers_exact(void **state)
 
 static void test_ratelimit_headers_too_small(void **state)
 {
-    struct tier t = make_tier("api_authenticated", 20, 10);
+    struct tier t = unit_tier("api_authenticated", 20, 10);
     struct ratelimit_verdict v;
     char full[RATELIMIT_HEADERS_MAX];
 
@@ -242,14 +227,14 @@ static void test_ratelimit_headers_limits(void **state)
     (void)state;
     memset(name, 'n', TIERS_TIER_NAME_MAX);
     name[TIERS_TIER_NAME_MAX] = '\0';
-    struct tier t = make_tier(name, 1000000000, 1e-300);
+    struct tier t = unit_tier(name, 1000000000, 1e-300);
     t.refill_seconds = 1000000000000L;
     ratelimit_verdict_fill(&v, &t, false, 0, 1e12);
     assert_true(ratelimit_headers(&v, buf, sizeof buf) > 0);
 
     static const char *const bad[] = {"a\"b", "a\\b", "a\r\nX: y", "caf\xc3\xa9", ""};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        struct tier b = make_tier(bad[i], 5, 2);
+        struct tier b = unit_tier(bad[i], 5, 2);
         ratelimit_verdict_fill(&v, &b, true, 1, NOW0);
         assert_int_equal(ratelimit_headers(&v, buf, sizeof buf), -1);
     }
@@ -269,8 +254,8 @@ static void assert_json(json_t *j, const char *expected)
 
 static void test_ratelimit_body_exact(void **state)
 {
-    struct tier t = make_tier("ai_authenticated", 5, 2);
-    struct tier anon = make_tier("ai_anonymous", 2, 0.5);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
+    struct tier anon = unit_tier("ai_anonymous", 2, 0.5);
     struct ratelimit_verdict v;
 
     (void)state;
@@ -297,8 +282,8 @@ static void test_ratelimit_body_exact(void **state)
 
 static void test_ratelimit_problem_exact(void **state)
 {
-    struct tier anon = make_tier("ai_anonymous", 2, 0.5);
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier anon = unit_tier("ai_anonymous", 2, 0.5);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
     struct ratelimit_verdict v;
 
     (void)state;
@@ -543,7 +528,7 @@ static const struct reply_row reply_rows[] = {
 
 static void test_ratelimit_reply_table(void **state)
 {
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
 
     (void)state;
     for (size_t i = 0; i < sizeof reply_rows / sizeof reply_rows[0]; i++) {
@@ -611,7 +596,7 @@ static void test_ratelimit_charge_redis(void **state)
     struct rconn rc;
     struct ratelimit_verdict v;
     char id[RATELIMIT_IDENTIFIER_MAX + 2], key[256];
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
 
     (void)state;
     if (port_text == NULL || port_text[0] == '\0') {
@@ -729,7 +714,7 @@ static void test_ratelimit_charge_redis(void **state)
 
 static void test_ratelimit_charge_bad_arguments(void **state)
 {
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
     struct ratelimit_verdict v;
     char id[RATELIMIT_IDENTIFIER_MAX + 2];
     struct rconn rc;

@@ -21,21 +21,9 @@
 #include "ratelimit.h"
 #include "refusal.h"
 #include "response.h"
+#include "unit_tier.h"
 
 #define NOW0 1699900000.0
-
-static struct tier make_tier(const char *name, long capacity, double rate)
-{
-    struct tier t;
-
-    memset(&t, 0, sizeof t);
-    snprintf(t.name, sizeof t.name, "%s", name);
-    t.capacity = capacity;
-    t.rate = rate;
-    t.refill_seconds = (long)ceil((double)capacity / rate);
-    t.ttl = t.refill_seconds + 1;
-    return t;
-}
 
 /* The whole answer (status line, headers, body) as the gateway would write it. */
 static char *serialized(const struct response *resp)
@@ -67,7 +55,7 @@ static void assert_same_answer(struct refusal *r, const struct ratelimit_verdict
 
 static void test_refusal_answer_exact(void **state)
 {
-    struct tier t = make_tier("ai_authenticated", 5, 2);
+    struct tier t = unit_tier("ai_authenticated", 5, 2);
     struct refusal r;
     struct ratelimit_verdict v;
     struct response resp;
@@ -100,8 +88,8 @@ static void test_refusal_answer_exact(void **state)
 /* Many (tier, Retry-After, problem) in a scrambled order: more keys than slots. */
 static void test_refusal_answer_table(void **state)
 {
-    struct tier tiers[3] = {make_tier("ai_anonymous", 2, 0.5),
-                            make_tier("api_authenticated", 60, 1), make_tier("slow", 1, 0.001)};
+    struct tier tiers[3] = {unit_tier("ai_anonymous", 2, 0.5),
+                            unit_tier("api_authenticated", 60, 1), unit_tier("slow", 1, 0.001)};
     struct refusal r;
     unsigned seed = 12345;
 
@@ -182,7 +170,7 @@ static char *without_ts(const char *line)
 
 static void test_refusal_log_line(void **state)
 {
-    struct tier a = make_tier("ai_authenticated", 5, 2), b = make_tier("api_anonymous", 60, 1);
+    struct tier a = unit_tier("ai_authenticated", 5, 2), b = unit_tier("api_anonymous", 60, 1);
     struct refusal r;
     struct line_case cases[] = {
         {&r, "user:abc", "/start-story", "redis", {0}},

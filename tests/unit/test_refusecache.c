@@ -18,28 +18,19 @@
 #include <string.h>
 
 #include "refusecache.h"
+#include "unit_tier.h"
 
 #define OFFSET 1699899000.0 /* Redis TIME minus the local monotonic clock */
 #define L0 1000.0           /* a local monotonic instant */
 
 static struct tier ai_auth, ai_anon, api_auth, slow;
 
-static void make_tier(struct tier *t, const char *name, long capacity, double rate)
-{
-    memset(t, 0, sizeof *t);
-    snprintf(t->name, sizeof t->name, "%s", name);
-    t->capacity = capacity;
-    t->rate = rate;
-    t->refill_seconds = (long)ceil((double)capacity / rate);
-    t->ttl = t->refill_seconds + 1;
-}
-
 static int setup(void **state)
 {
-    make_tier(&ai_auth, "ai_authenticated", 5, 2);
-    make_tier(&ai_anon, "ai_anonymous", 2, 0.5);
-    make_tier(&api_auth, "api_authenticated", 20, 10);
-    make_tier(&slow, "slow", 1, 0.001);
+    ai_auth = unit_tier("ai_authenticated", 5, 2);
+    ai_anon = unit_tier("ai_anonymous", 2, 0.5);
+    api_auth = unit_tier("api_authenticated", 20, 10);
+    slow = unit_tier("slow", 1, 0.001);
     *state = refusecache_new(REFUSECACHE_ENTRIES);
     return *state == NULL ? -1 : 0;
 }
