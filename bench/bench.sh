@@ -56,7 +56,11 @@
 #      1 + tokens_after_first + 100 x (last_update_end - t_first) - tokens_end
 #    (the rate law, the same Redis clock, no estimate), and admitted - that is the
 #    gateway's own over- or under-admission against its bucket (fail-open passes,
-#    answers lost or invented), which must be 0.
+#    answers lost or invented), which must be 0. The 64 connections are opened before
+#    the first request (a GET /healthz each), so the run reaches the bucket within a
+#    millisecond or two; should it come later than the bucket takes to fill again
+#    (1 / 100 s), the tokens lost at the cap (at most 100 x (first answer of the run -
+#    t_first) - (50 - tokens_after_first)) are allowed below 0 and printed.
 #
 # Everything is started here on free loopback ports and stopped by PID on exit (trap),
 # never by name. Logs, wrk's outputs and report.txt (the table) are under
@@ -518,10 +522,14 @@ accuracy_run() {
             elo = burst + rate * lo; ehi = burst + rate * hi
             dev = admitted > ehi + 1 ? admitted - (ehi + 1) : (admitted < elo - 1 ? admitted - (elo - 1) : 0)
             redis = 1 + v["first_tokens"] + rate * (v["end_last"] - v["first_last"]) - v["end_tokens"]
+            # What the bucket may have lost at its cap before the run first reached it
+            # (the run'"'"'s first answer bounds that moment): 0 when it cannot have filled.
+            cap = rate * (v["recv_min"] - v["first_last"]) - (burst - v["first_tokens"])
+            if (cap < 0) cap = 0
             printf "%-8s %3d %9d %8d   %.4f-%.4f    %7.1f-%-7.1f     %+9.2f  %20.3f  %+13.3f\n",
                 t, r, v["requests"] + 1, admitted, lo, hi, elo, ehi, dev, redis, admitted - redis
-            printf "ACC %s %s %d %.3f %.3f %d\n", t, r, admitted, dev, admitted - redis,
-                v["other"] + (v["first_status"] != 200) > "/dev/stderr"
+            printf "ACC %s %s %d %.3f %.3f %d %.3f\n", t, r, admitted, dev, admitted - redis,
+                v["other"] + (v["first_status"] != 200), cap > "/dev/stderr"
         }' <<<"$out" 2>>"$W/accuracy.tsv" | tee -a "$REPORT"
 }
 : >"$W/accuracy.tsv"
@@ -529,12 +537,15 @@ for ((run = 1; run <= BENCH_ACC_RUNS; run++)); do
     accuracy_run gateway "$run"
     accuracy_run ideal "$run"
 done
-while read -r _ target run admitted dev diff other; do
+while read -r _ target run admitted dev diff other cap; do
     check_eq "accuracy $target run $run: every answer 200 or 429" 0 "$other"
-    ok=$(awk -v d="$dev" -v x="$diff" 'BEGIN { print (d == 0 && x > -0.5 && x < 0.5) ? "PASS" : "MISS" }')
+    ok=$(awk -v d="$dev" -v x="$diff" -v c="$cap" \
+        'BEGIN { print (d == 0 && x > -0.5 - c && x < 0.5) ? "PASS" : "MISS" }')
+    capped=""
+    [ "$cap" == 0.000 ] || capped=" (the bucket may have lost up to $cap at its cap before the run reached it)"
     if [ "$target" == gateway ]; then
         [ "$ok" = PASS ] || MISSES=$((MISSES + 1))
-        say "  gateway run $run: $admitted admitted, deviation $dev, against its bucket $diff: $ok"
+        say "  gateway run $run: $admitted admitted, deviation $dev, against its bucket $diff$capped: $ok"
     fi
 done <"$W/accuracy.tsv"
 
