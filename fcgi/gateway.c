@@ -346,8 +346,9 @@ void gateway_handle(struct gateway_worker *w)
     request_init(&req, w->fcgx.envp);
     response_init(&resp);
     gateway_dispatch(w, &req, &resp);
-    response_header(&resp, "Cache-Control", "no-store");
-    response_header(&resp, "X-Content-Type-Options", "nosniff");
+    /* On every API answer (issue 5): fixed lines, appended as they are. */
+    static const char always[] = "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n";
+    response_headers_raw(&resp, always, sizeof always - 1);
     response_write(&resp, w->fcgx.out);
     response_free(&resp);
     request_free(&req);
