@@ -28,21 +28,12 @@
 static struct tiers limits;
 static char shm_name[64];
 
-static const char limits_json[] =
-    "{\"tiers\": {"
-    "\"ai_authenticated\": {\"tokens_per_second\": 2, \"burst_capacity\": 5},"
-    "\"ai_anonymous\": {\"tokens_per_second\": 0.5, \"burst_capacity\": 2},"
-    "\"api_authenticated\": {\"tokens_per_second\": 10, \"burst_capacity\": 20},"
-    "\"api_anonymous\": {\"tokens_per_second\": 5, \"burst_capacity\": 10},"
-    "\"auth\": {\"tokens_per_second\": 0.5, \"burst_capacity\": 3}}}";
-
 static int setup(void **state)
 {
     char err[256];
 
     (void)state;
-    assert_int_equal(
-        tiers_parse(limits_json, sizeof limits_json - 1, false, &limits, err, sizeof err), 0);
+    assert_int_equal(tiers_load("limits.json", false, &limits, err, sizeof err), 0);
     snprintf(shm_name, sizeof shm_name, "/sg-metrics-unit-%ld", (long)getpid());
     shm_unlink(shm_name);
     return 0;

@@ -19,14 +19,6 @@
 
 #define TOKEN "0123456789abcdef0123456789abcdef"
 
-static const char limits_json[] =
-    "{\"tiers\": {"
-    "\"ai_authenticated\": {\"tokens_per_second\": 2, \"burst_capacity\": 5},"
-    "\"ai_anonymous\": {\"tokens_per_second\": 0.5, \"burst_capacity\": 2},"
-    "\"api_authenticated\": {\"tokens_per_second\": 10, \"burst_capacity\": 20},"
-    "\"api_anonymous\": {\"tokens_per_second\": 5, \"burst_capacity\": 10},"
-    "\"auth\": {\"tokens_per_second\": 0.5, \"burst_capacity\": 3}}}";
-
 static void test_metricspage_token(void **state)
 {
     static const struct {
@@ -170,8 +162,7 @@ static void test_metricspage_serve(void **state)
     response_free(&resp);
 
     snprintf(name, sizeof name, "/sg-metrics-unit-page-%ld", (long)getpid());
-    assert_int_equal(
-        tiers_parse(limits_json, sizeof limits_json - 1, false, &cfg.tiers, err, sizeof err), 0);
+    assert_int_equal(tiers_load("limits.json", false, &cfg.tiers, err, sizeof err), 0);
     assert_int_equal(metrics_attach(name, &cfg.tiers, err, sizeof err), 0);
     response_init(&resp);
     metricspage_serve(&ctx, &resp);

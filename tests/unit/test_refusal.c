@@ -112,10 +112,9 @@ static void test_refusal_answer_table(void **state)
 /* Runs fn with stderr sent to a file; returns what was written (free it). */
 static char *captured_stderr(void (*fn)(void *), void *arg)
 {
-    char path[] = "/tmp/sg-test-refusal-XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
+    FILE *tmp = tmpfile(); /* removed when closed */
+    assert_non_null(tmp);
+    int fd = fileno(tmp);
     int saved = dup(STDERR_FILENO);
     assert_true(saved >= 0);
     assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
@@ -126,7 +125,7 @@ static char *captured_stderr(void (*fn)(void *), void *arg)
     char *text = calloc(1, (size_t)size + 1);
     assert_non_null(text);
     assert_int_equal(pread(fd, text, (size_t)size, 0), size);
-    close(fd);
+    fclose(tmp);
     return text;
 }
 
